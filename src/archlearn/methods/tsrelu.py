@@ -1,0 +1,172 @@
+"""Architecture learning with the tri-state ReLU (Srinivas & Babu, BMVC 2016).
+
+``tsReLU(x) = w' x`` for ``x >= 0`` and ``w' d' x`` otherwise, with a width gate ``w`` per unit
+(per channel for convolutions) and a depth gate ``d`` per layer; the forward pass uses the
+binarized ``w' = 1[w >= 0.5]`` (likewise ``d'``) and gradients reach ``w`` and ``d`` straight
+through. The penalty is the paper's:
+
+    lambda1 sum w(1-w) + lambda2 sum d(1-d)              (binarizing)
+    + lambda3 sum_i h_i 1[d_i < 0.5] - lambda4 sum_i d_i   (model complexity, h_i = sum_j w_ij)
+
+and gates are clipped to [0, 1] after each step. Defaults follow the paper's heuristics:
+lambda2 = lambda1/10, lambda4 = lambda3/10, lambda3 = k lambda1 with 0 < k < 1.
+
+Initialisation and schedule (our decisions, measured on LeNet/mnist5k, see docs/RESULTS.md):
+
+* Gates start *inside the basin* of the binarizer rather than at 1. With lambda3 = k lambda1 the
+  penalty's gradient on a width gate is ``lambda1 (1 - 2w) + lambda3``, which vanishes at
+  ``w* = (1 + k) / 2``: above it the binarizer pushes the gate to 1 and nothing prunes (the trap
+  of starting at 1 with k < 1), below it the gate drifts to 0 unless the task loss holds it up.
+  Starting at ``init_width`` = 0.6 (on, since >= 0.5, and below w* = 0.7 for k = 0.4) lets the
+  task loss decide every unit, exactly the paper's ratio of lambdas. Depth gates start at
+  ``init_depth`` = 0.4 (a ReLU, above d* = (1 - k) / 2, so they drift to linear unless the loss
+  needs the non-linearity).
+* Gates have their own Adam optimizer (scale-free steps, so lambda reads as "how strong a
+  gradient a unit needs to stay") and are frozen after ``freeze`` of the training (a fraction
+  of ``total_steps``, never a fixed count): units near 0.5 otherwise flicker, and the net shrunk
+  at the last step loses random units. The weights keep training after the freeze, which is the
+  fine-tuning the paper gets from training on.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from archlearn.errors import ArchlearnError
+from archlearn.methods.base import Method, Options, register
+from archlearn.structure.shrink import Decision
+
+
+class _Binarize(torch.autograd.Function):
+    """1[x >= 0.5] forward, identity backward (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return (x >= 0.5).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def binarize(x: torch.Tensor) -> torch.Tensor:
+    """Binarized gate with straight-through gradient.
+
+    >>> binarize(torch.tensor([0.2, 0.5, 0.9]))
+    tensor([0., 1., 1.])
+    """
+    return _Binarize.apply(x)
+
+
+class TSReLUOptions(Options):
+    total_steps: int = Field(gt=0, description="optimizer steps of the whole run")
+    lambda1: float = Field(2e-3, ge=0, description="binarizing strength for width gates")
+    k: float = Field(0.4, gt=0, lt=1, description="lambda3 = k * lambda1 when lambda3 is unset")
+    lambda2: float | None = Field(None, ge=0, description="default lambda1 / 10")
+    lambda3: float | None = Field(None, ge=0, description="default k * lambda1")
+    lambda4: float | None = Field(None, ge=0, description="default lambda3 / 10")
+    width: Literal["all", "none"] | list[str] = "all"
+    depth: Literal["all", "none"] | list[str] = "none"
+    lr: float = Field(2e-3, gt=0)
+    init_width: float = Field(0.6, ge=0.5, le=1)
+    init_depth: float = Field(0.4, ge=0, lt=0.5)
+    warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps before gates move")
+    freeze: float = Field(0.65, gt=0, le=1, description="fraction of steps after which gates freeze")
+
+
+@register
+class TSReLU(Method):
+    """Width and depth gates of the tri-state ReLU."""
+
+    name = "tsrelu"
+    Options = TSReLUOptions
+
+    def __init__(self, model, groups, options: TSReLUOptions) -> None:
+        super().__init__(model, groups, options)
+        o = options
+        self.lambda1 = o.lambda1
+        self.lambda2 = o.lambda1 / 10 if o.lambda2 is None else o.lambda2
+        self.lambda3 = o.k * o.lambda1 if o.lambda3 is None else o.lambda3
+        self.lambda4 = self.lambda3 / 10 if o.lambda4 is None else o.lambda4
+        names = [g.name for g in groups]
+        self.learn_width = _select(o.width, names, "width")
+        self.learn_depth = _select(o.depth, [g.name for g in groups if g.depth], "depth")
+        self.w: dict[int, torch.Tensor] = {}
+        self.d: dict[int, torch.Tensor] = {}
+        for i, g in enumerate(groups):
+            if g.name in self.learn_width:
+                self.w[i] = self.new_param(f"{g.name}.w", torch.full((g.size,), o.init_width))
+            if g.name in self.learn_depth:
+                self.d[i] = self.new_param(f"{g.name}.d", torch.tensor(o.init_depth))
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr) if self.params else None
+
+    @property
+    def frozen(self) -> bool:
+        return self.t >= self.options.freeze * self.options.total_steps
+
+    @property
+    def warming_up(self) -> bool:
+        return self.t < self.options.warmup * self.options.total_steps
+
+    def unit_scale(self, i: int) -> torch.Tensor:
+        w = self.w.get(i)
+        if w is None:
+            return torch.ones(self.groups[i].size)
+        return binarize(w.detach() if self.frozen else w)
+
+    def depth_scale(self, i: int) -> torch.Tensor | None:
+        d = self.d.get(i)
+        if d is None:
+            return None
+        return binarize(d.detach() if self.frozen else d)
+
+    def penalty(self) -> torch.Tensor:
+        if self.frozen or not self.params:
+            return torch.zeros(())
+        total = torch.zeros(())
+        for i, g in enumerate(self.groups):
+            w, d = self.w.get(i), self.d.get(i)
+            if w is not None:
+                total = total + self.lambda1 * (w * (1 - w)).sum()
+            h = w.sum() if w is not None else torch.tensor(float(g.size))
+            nonlinear = 1.0 if d is None else float(d.item() < 0.5)  # constant w.r.t. d
+            total = total + self.lambda3 * h * nonlinear
+            if d is not None:
+                total = total + self.lambda2 * d * (1 - d) - self.lambda4 * d
+        return total
+
+    def after_step(self) -> None:
+        if self.optimizer is None or self.frozen or self.warming_up:
+            if self.optimizer is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+            self.t += 1
+            return
+        super().after_step()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.clamp_(0.0, 1.0)
+
+    def decision(self) -> list[Decision]:
+        out = []
+        for i, g in enumerate(self.groups):
+            w, d = self.w.get(i), self.d.get(i)
+            scale = (w.detach() >= 0.5).float() if w is not None else torch.ones(g.size)
+            out.append(Decision(scale=scale, linear=bool(d is not None and d.item() >= 0.5)))
+        return out
+
+
+def _select(choice, names: list[str], what: str) -> set[str]:
+    if choice == "all":
+        return set(names)
+    if choice == "none":
+        return set()
+    unknown = sorted(set(choice) - set(names))
+    if unknown:
+        raise ArchlearnError(
+            f"tsrelu option {what!r}: no {what}-learnable layer named {unknown}; "
+            f"candidates are {names}"
+        )
+    return set(choice)

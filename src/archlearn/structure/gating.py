@@ -1,0 +1,100 @@
+"""Forward hooks that apply a method's gates, without adding anything to the model's state.
+
+Structure parameters live in the learner, not in the model, so ``model.parameters()`` and
+``model.state_dict()`` keep exactly their keys and the user's optimizer line stays unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from archlearn.structure.groups import GateSite, UnitGroup
+
+UnitScale = Callable[[int], torch.Tensor]
+DepthScale = Callable[[int], "torch.Tensor | None"]
+
+
+class GateHooks:
+    """Scales each consumer's input channels by its group's gates; mixes ReLUs toward identity.
+
+    ``unit_scale(i)`` returns group ``i``'s per-unit scale (shape ``[size]``), ``depth_scale(i)``
+    a scalar in [0, 1] (0: the activation as it is, 1: identity) or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: list[UnitGroup],
+        unit_scale: UnitScale,
+        depth_scale: DepthScale,
+    ) -> None:
+        self.model, self.groups = model, groups
+        self.unit_scale, self.depth_scale = unit_scale, depth_scale
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._inplace: dict[str, bool] = {}
+        self.install()
+
+    def install(self) -> None:
+        if self._handles:
+            return
+        for i, group in enumerate(self.groups):
+            for site in group.sites:
+                module = self.model.get_submodule(site.module)
+                self._handles.append(module.register_forward_pre_hook(self._gate(i, site, module)))
+            if group.depth is not None:
+                act = self.model.get_submodule(group.depth.act)
+                # the hook needs the activation's input intact
+                self._inplace[group.depth.act] = getattr(act, "inplace", False)
+                act.inplace = False
+                self._handles.append(act.register_forward_hook(self._depth(i)))
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for name, inplace in self._inplace.items():
+            self.model.get_submodule(name).inplace = inplace
+        self._inplace.clear()
+
+    @contextmanager
+    def suspended(self):
+        """Take the hooks off for a moment (deep copies must not carry them)."""
+        installed = bool(self._handles)
+        self.remove()
+        try:
+            yield
+        finally:
+            if installed:
+                self.install()
+
+    def _gate(self, i: int, site: GateSite, module: nn.Module):
+        in_ch = module.in_features if isinstance(module, nn.Linear) else module.in_channels
+        identity = site.channels == list(range(in_ch)) and site.units == site.channels
+        channels = torch.tensor(site.channels, dtype=torch.long)
+        units = torch.tensor(site.units, dtype=torch.long)
+        is_linear = isinstance(module, nn.Linear)
+
+        def hook(mod, args):
+            x = args[0]
+            scale = self.unit_scale(i).to(dtype=x.dtype, device=x.device)
+            if not identity:
+                full = torch.ones(in_ch, dtype=x.dtype, device=x.device)
+                scale = full.index_copy(0, channels.to(x.device), scale[units.to(x.device)])
+            shape = [1] * x.dim()
+            shape[-1 if is_linear else 1] = in_ch
+            return (x * scale.view(shape),) + tuple(args[1:])
+
+        return hook
+
+    def _depth(self, i: int):
+        def hook(mod, args, out):
+            d = self.depth_scale(i)
+            if d is None:
+                return out
+            return out + d.to(out.dtype) * (args[0] - out)
+
+        return hook

@@ -1,0 +1,125 @@
+"""Tracing a model: Torch-Pruning's dependency graph plus a record of which module fed which.
+
+Torch-Pruning's ``DependencyGraph`` does the hard part for us: it follows autograd from example
+inputs and knows which output channels are coupled (residual adds, concatenation, flatten into a
+Linear, BatchNorm). It has a few sharp edges, handled once here (see research/PITFALLS.md): a bare
+tensor input is split along the batch, the model is left in eval mode, and it needs autograd on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from archlearn.errors import ArchlearnError
+
+
+def as_tuple(example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Normalise example inputs to a tuple of tensors, with a clear error otherwise.
+
+    >>> as_tuple(torch.zeros(1, 3))[0].shape
+    torch.Size([1, 3])
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (tuple, list)) and example_inputs and all(
+        isinstance(t, torch.Tensor) for t in example_inputs
+    ):
+        return tuple(example_inputs)
+    raise ArchlearnError(
+        "example_inputs must be a tensor or a non-empty tuple of tensors, "
+        f"got {type(example_inputs).__name__}"
+    )
+
+
+@contextmanager
+def preserved_mode(model: nn.Module):
+    """Restore every submodule's train/eval flag afterwards (Torch-Pruning calls eval())."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def run_model(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Forward with a clear error when the example inputs do not fit the model."""
+    try:
+        return model(*inputs)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+        raise ArchlearnError(
+            f"the model cannot run on example_inputs of shape {shapes}: {exc}"
+        ) from exc
+
+
+def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
+    """Build Torch-Pruning's dependency graph without changing the model's mode."""
+    run_model(model, inputs)  # fail early, with our message, if the inputs do not fit
+    with preserved_mode(model), torch.enable_grad():
+        return tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
+
+
+@dataclass
+class CallTrace:
+    """Which leaf module consumed which tensor, from one forward pass.
+
+    Torch-Pruning's graph shows a ReLU module only as an anonymous element-wise op, so the depth
+    gates (which act on activation *modules*) need this second, lighter record.
+    """
+
+    produced_by: dict[int, str] = field(default_factory=dict)  # id(tensor) -> module name
+    inputs_of: dict[str, list[int]] = field(default_factory=dict)  # module name -> id(inputs)
+    output_of: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+def trace_calls(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> CallTrace:
+    """Record, for every leaf module, the identity of its input and output tensors."""
+    trace = CallTrace()
+    keep: list[torch.Tensor] = []  # holding references keeps id()s unique during the pass
+
+    def hook(name: str):
+        def record(module, args, output):
+            trace.calls[name] = trace.calls.get(name, 0) + 1
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            keep.extend(tensors)
+            trace.inputs_of[name] = [id(t) for t in tensors]
+            if isinstance(output, torch.Tensor):
+                keep.append(output)
+                trace.output_of[name] = id(output)
+                trace.produced_by[id(output)] = name
+
+        return record
+
+    handles = [
+        m.register_forward_hook(hook(name))
+        for name, m in model.named_modules()
+        if name and not list(m.children())
+    ]
+    try:
+        with preserved_mode(model), torch.no_grad():
+            model.eval()
+            run_model(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return trace
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at a dotted path."""
+    return model.get_submodule(name)
+
+
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the submodule at a dotted path (works inside Sequential, ModuleList, attributes)."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

@@ -1,0 +1,131 @@
+"""From gate decisions to a physically smaller model, and the recipe that replays it.
+
+A *recipe* is a short JSON list of steps (make an activation the identity, remove units of a
+group, merge two layers). ``shrink`` computes it and applies it to a copy of the gated model;
+``apply_recipe`` replays it on a fresh instance of the user's class before its weights are
+loaded, so saving never needs pickle. Torch-Pruning's dependency graph does the slicing of every
+coupled layer (weights, biases, BatchNorm statistics, flatten offsets, concatenations).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from archlearn.structure.graph import dependency_graph, set_module
+from archlearn.structure.groups import UnitGroup
+from archlearn.structure.merge import merge, merged_cost
+
+RECIPE_FORMAT = "archlearn.recipe/1"
+
+
+@dataclass
+class Decision:
+    """What a method decided for one group: per-unit scale (0 removes the unit) and linearity."""
+
+    scale: torch.Tensor
+    linear: bool = False
+
+    @property
+    def kept(self) -> torch.Tensor:
+        return (self.scale != 0).nonzero().flatten()
+
+
+def plan(groups: Sequence[UnitGroup], decisions: Sequence[Decision]) -> list[dict]:
+    """The identity and prune steps implied by the decisions (merges are added when applied)."""
+    steps: list[dict] = []
+    for group, dec in zip(groups, decisions):
+        if dec.linear and group.depth is not None:
+            steps.append({"op": "identity", "module": group.depth.act})
+    for group, dec in zip(groups, decisions):
+        off = (dec.scale == 0).nonzero().flatten().tolist()
+        if len(off) == group.size:
+            off = off[1:]  # never zero width: keep unit 0, whose consumers' weights are now 0
+        if off:
+            steps.append({"op": "prune", "root": group.name, "units": off})
+    return steps
+
+
+def fold_scales(model: nn.Module, groups: Sequence[UnitGroup], decisions: Sequence[Decision]):
+    """Multiply each consumer's input-channel weights by its group's unit scales."""
+    with torch.no_grad():
+        for group, dec in zip(groups, decisions):
+            for site in group.sites:
+                w = model.get_submodule(site.module).weight
+                s = dec.scale.to(w)[torch.tensor(site.units)]
+                shape = [1, -1] + [1] * (w.dim() - 2)
+                w[:, site.channels] *= s.view(shape)
+
+
+def shrink(
+    model: nn.Module,
+    groups: Sequence[UnitGroup],
+    decisions: Sequence[Decision],
+    inputs: tuple[torch.Tensor, ...],
+) -> tuple[nn.Module, dict]:
+    """A smaller copy of ``model`` (which must carry no hooks) and the recipe that rebuilds it."""
+    small = copy.deepcopy(model)
+    fold_scales(small, groups, decisions)
+    steps = plan(groups, decisions)
+    apply_steps(small, steps, inputs)
+    merges = []
+    for group, dec in zip(groups, decisions):
+        site = group.depth
+        if not (dec.linear and site):
+            continue
+        a, b = small.get_submodule(site.producer), small.get_submodule(site.consumer)
+        before, after = merged_cost(a, b)
+        if after < before:  # a bottleneck stays: merging it would cost more
+            merges.append({"op": "merge", "producer": site.producer, "norm": site.norm,
+                           "act": site.act, "consumer": site.consumer})
+    apply_steps(small, merges, inputs)
+    recipe = {
+        "format": RECIPE_FORMAT,
+        "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+                   for t in inputs],
+        "steps": steps + merges,
+    }
+    return small, recipe
+
+
+def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Tensor, ...]):
+    """Apply recipe steps in place (identity, prune, merge), in order."""
+    dg = None
+    for step in steps:
+        op = step["op"]
+        if op == "identity":
+            set_module(model, step["module"], nn.Identity())
+            dg = None
+        elif op == "prune":
+            if dg is None:
+                dg = dependency_graph(model, inputs)
+            root = model.get_submodule(step["root"])
+            pruner = dg.get_pruner_of_module(root)
+            with torch.enable_grad():
+                dg.get_pruning_group(root, pruner.prune_out_channels, list(step["units"])).prune()
+        elif op == "merge":
+            a = model.get_submodule(step["producer"])
+            bn = model.get_submodule(step["norm"]) if step.get("norm") else None
+            b = model.get_submodule(step["consumer"])
+            set_module(model, step["producer"], merge(a, bn, b))
+            for name in (step.get("norm"), step["act"], step["consumer"]):
+                if name:
+                    set_module(model, name, nn.Identity())
+            dg = None
+        else:
+            raise ValueError(f"unknown recipe step {op!r}")
+    return model
+
+
+def apply_recipe(model: nn.Module, recipe: dict) -> nn.Module:
+    """Replay a recipe on a fresh instance of the original class (weights are loaded after)."""
+    if recipe.get("format") != RECIPE_FORMAT:
+        raise ValueError(f"not an archlearn recipe (format {recipe.get('format')!r})")
+    inputs = tuple(
+        torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"])) for spec in recipe["inputs"]
+    )
+    return apply_steps(model, recipe["steps"], inputs)
