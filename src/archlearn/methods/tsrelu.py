@@ -72,7 +72,7 @@ class TSReLUOptions(Options):
     depth: Literal["all", "none"] | list[str] = "none"
     lr: float = Field(2e-3, gt=0)
     init_width: float = Field(0.6, ge=0.5, le=1)
-    init_depth: float = Field(0.4, ge=0, lt=0.5)
+    init_depth: float = Field(0.4, ge=0, le=1)
     warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps before gates move")
     freeze: float = Field(0.65, gt=0, le=1, description="fraction of steps, then gates freeze")
 

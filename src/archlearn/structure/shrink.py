@@ -73,16 +73,20 @@ def shrink(
     steps = plan(groups, decisions)
     apply_steps(small, steps, inputs)
     merges = []
+    merged_into: dict[str, str] = {}  # a consumer merged away -> the layer that now holds it
     for group, dec in zip(groups, decisions):
         site = group.depth
         if not (dec.linear and site):
             continue
-        a, b = small.get_submodule(site.producer), small.get_submodule(site.consumer)
+        producer = merged_into.get(site.producer, site.producer)  # chains: A->B->C all linear
+        a, b = small.get_submodule(producer), small.get_submodule(site.consumer)
         before, after = merged_cost(a, b)
         if after < before:  # a bottleneck stays: merging it would cost more
-            merges.append({"op": "merge", "producer": site.producer, "norm": site.norm,
-                           "act": site.act, "consumer": site.consumer})
-    apply_steps(small, merges, inputs)
+            step = {"op": "merge", "producer": producer, "norm": site.norm,
+                    "act": site.act, "consumer": site.consumer}
+            apply_steps(small, [step], inputs)
+            merges.append(step)
+            merged_into[site.consumer] = producer
     recipe = {
         "format": RECIPE_FORMAT,
         "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
