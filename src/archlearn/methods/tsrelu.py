@@ -63,7 +63,7 @@ def binarize(x: torch.Tensor) -> torch.Tensor:
 
 class TSReLUOptions(Options):
     total_steps: int = Field(gt=0, description="optimizer steps of the whole run")
-    lambda1: float = Field(2e-3, ge=0, description="binarizing strength for width gates")
+    lambda1: float = Field(5e-3, ge=0, description="binarizing strength for width gates")
     k: float = Field(0.4, gt=0, lt=1, description="lambda3 = k * lambda1 when lambda3 is unset")
     lambda2: float | None = Field(None, ge=0, description="default lambda1 / 10")
     lambda3: float | None = Field(None, ge=0, description="default k * lambda1")
@@ -72,7 +72,7 @@ class TSReLUOptions(Options):
     depth: Literal["all", "none"] | list[str] = "none"
     lr: float = Field(2e-3, gt=0)
     init_width: float = Field(0.6, ge=0.5, le=1)
-    init_depth: float = Field(0.4, ge=0, le=1)
+    init_depth: float = Field(0.9, ge=0, le=1)
     warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps before gates move")
     freeze: float = Field(0.65, gt=0, le=1, description="fraction of steps, then gates freeze")
 

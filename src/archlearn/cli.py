@@ -1,0 +1,106 @@
+"""``archlearn``: the command line. Bad input prints one line and exits with status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from archlearn.errors import ArchlearnError
+
+app = typer.Typer(
+    help="Learn a network's widths and depth with its weights, then shrink it for real.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JOBS = {"lenet-mnist": "LeNet-5 20-50-500-10 on bundled MNIST: baseline, learned, from scratch"}
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse, else kept as strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ArchlearnError(f"option {pair!r} is not of the form key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def run(
+    job: Annotated[str, typer.Argument(help="the job to run; `archlearn list` shows them")],
+    out: Annotated[Path, typer.Option(help="folder for results.json and plots")] = Path("runs/demo"),
+    seeds: Annotated[int, typer.Option(min=1, help="independent runs; the table shows the mean")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="epochs for every training run")] = 20,
+    data: Annotated[str, typer.Option(help="dataset name (mnist5k, mnist-idx, ...)")] = "mnist5k",
+    data_path: Annotated[
+        str | None, typer.Option("--data-path", help="folder of MNIST IDX files")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="method option key=value, e.g. -o lambda1=0.004"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Run a job, print its table, write results.json and a widths-against-iterations PNG."""
+    if job not in JOBS:
+        raise ArchlearnError(f"unknown job {job!r}; choose one of {sorted(JOBS)}")
+    if data_path and data == "mnist5k":
+        data = "mnist-idx"
+    from archlearn.experiments import lenet_demo
+    from archlearn.methods.base import parse_options
+
+    options = _options(option or [])
+    parse_options("tsrelu", {"total_steps": 1, **options})  # fail before any training
+    command = "archlearn " + " ".join(sys.argv[1:]) if sys.argv[1:] else "archlearn run lenet-mnist"
+    results = lenet_demo.run(out, seeds=seeds, epochs=epochs, dataset=data, path=data_path,
+                             progress=not quiet, options=options, command=command)
+    typer.echo(lenet_demo.table(results))
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'widths.png'}")
+
+
+@app.command("list")
+def list_() -> None:
+    """List the jobs, datasets, models and methods."""
+    from archlearn import data, models
+    from archlearn.methods import REGISTRY
+
+    for name, text in JOBS.items():
+        typer.echo(f"job      {name:<14} {text}")
+    typer.echo(f"methods  {', '.join(sorted(REGISTRY))}")
+    typer.echo(f"data     {', '.join(data.available())}")
+    typer.echo(f"models   {', '.join(models.available())}")
+
+
+def main() -> None:
+    """Entry point: one-line errors, exit status 2, no traceback."""
+    try:
+        app(standalone_mode=False)
+    except ArchlearnError as exc:
+        typer.echo(f"archlearn: error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("archlearn: aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            typer.echo(f"archlearn: error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
