@@ -38,8 +38,10 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 @app.command()
 def run(
     job: Annotated[str, typer.Argument(help="the job to run; `archlearn list` shows them")],
-    out: Annotated[Path, typer.Option(help="folder for results.json and plots")] = Path("runs/demo"),
-    seeds: Annotated[int, typer.Option(min=1, help="independent runs; the table shows the mean")] = 1,
+    out: Annotated[Path, typer.Option(help="folder for results.json and plots")] = Path(
+        "runs/demo"
+    ),
+    seeds: Annotated[int, typer.Option(min=1, help="independent runs; table shows the mean")] = 1,
     epochs: Annotated[int, typer.Option(min=1, help="epochs for every training run")] = 20,
     data: Annotated[str, typer.Option(help="dataset name (mnist5k, mnist-idx, ...)")] = "mnist5k",
     data_path: Annotated[

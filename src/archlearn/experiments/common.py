@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import archlearn as al
-from archlearn.train import Trainer, TrainConfig, evaluate, steps_per_epoch
+from archlearn.train import TrainConfig, Trainer, evaluate, steps_per_epoch
 
 
 def reinitialised(model: nn.Module) -> nn.Module:
