@@ -1,0 +1,38 @@
+"""The command line: help, listing, one-line errors with exit status 2, a tiny real run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "archlearn"
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_documents_commands():
+    r = _run("--help")
+    assert r.returncode == 0 and "run" in r.stdout and "list" in r.stdout
+    r = _run("run", "--help")
+    assert "--seeds" in r.stdout and "--option" in r.stdout
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    for args in (["run", "nope"], ["run", "lenet-mnist", "-o", "lambda1=-1"],
+                 ["run", "lenet-mnist", "-o", "bogus=1"], ["run", "lenet-mnist", "-o", "x"]):
+        r = _run(*args, "--out", str(tmp_path / "o"))
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert not (tmp_path / "o").exists()
+
+
+def test_tiny_demo_run_writes_results(tmp_path):
+    r = _run("run", "lenet-mnist", "--epochs", "1", "--quiet", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "baseline" in r.stdout and "learned" in r.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["runs"][0]["learned"]["max_output_difference"] < 1e-4
+    assert results["provenance"]["data"]["train"] == 4000
+    assert (tmp_path / "widths.png").stat().st_size > 1000
