@@ -86,10 +86,122 @@ def peers() -> str:
     return "".join(out)
 
 
+def _paper(name: str) -> dict | None:
+    return _load(f"paper/{name}.json")
+
+
+def paper_section() -> str:
+    cmd = "python -m benchmarks.paper_experiments"
+    out = ["\n# Paper 1 (Srinivas & Babu): every experiment on mnist5k\n\n"
+           "MNIST is replaced by the bundled mnist5k (4,000 training images instead of 60,000), "
+           "so accuracies sit about one point below the paper's; the same commands take "
+           "`--data-path` for full MNIST IDX files through `archlearn run`.\n"]
+    t = _paper("table31")
+    out.append("\n## Table 3.1: AL1-AL4\n\n")
+    if t is None:
+        out.append(_missing(f"{cmd} table31"))
+    else:
+        p = t["provenance"]
+        out.append(f"Command: `{cmd} table31 --seeds {p['seeds']} --epochs {p['epochs']}` "
+                   f"(mean of {p['seeds']} seeds).\n\n")
+        out.append("| setting | lambda3 | depth on fc | architecture (seed 0) | params | acc % "
+                   "| from scratch % | paper arch | paper AL % | paper scratch % |\n")
+        out.append("|---|---|---|---|---|---|---|---|---|---|\n")
+        for name, rows in t["rows"].items():
+            m = t["mean"][name]
+            setting = t["provenance"]["settings"].get(name, {})
+            paper_arch, paper_acc, paper_scratch = t["paper"][name]
+            scratch = f"{100 * m['scratch_accuracy']:.2f}" if "scratch_accuracy" in m else ""
+            k = f"{setting['k']} lambda1" if setting else ""
+            depth = "yes" if setting.get("depth") == "all" else ("no" if setting else "")
+            out.append(f"| {name} | {k} | {depth} | {rows[0]['architecture']} | "
+                       f"{m['params']:.0f} | {100 * m['accuracy']:.2f} | {scratch} | "
+                       f"{paper_arch} | {paper_acc} | {paper_scratch or ''} |\n")
+    s = _paper("svd")
+    out.append("\n## SVD of the 800x500 layer against AL\n\n")
+    if s is None:
+        out.append(_missing(f"{cmd} svd"))
+    else:
+        out.append(f"Command: `{cmd} svd` (SVD without fine-tuning, as in the paper).\n\n"
+                   "| model | params | acc % |\n|---|---|---|\n")
+        for row in s["rows"]:
+            out.append(f"| {row['model']} | {row['params']:.0f} | "
+                       f"{100 * row['accuracy']:.2f} |\n")
+        out.append("\nPaper: " + "; ".join(f"{a} {b} {c}%" for a, b, c in s["paper"]) + "\n")
+    h = _paper("hyper")
+    out.append("\n## Hyper-parameters (figure 3.2a)\n\n")
+    if h is None:
+        out.append(_missing(f"{cmd} hyper"))
+    else:
+        out.append(f"Command: `{cmd} hyper`.\n\n| setting | architecture | params | acc % |\n"
+                   "|---|---|---|---|\n")
+        for label, run in h["runs"].items():
+            out.append(f"| {label} | {run['architecture']} | {run['params']} | "
+                       f"{100 * run['accuracy']:.2f} |\n")
+        out.append("\n![hyper-parameters](../benchmarks/results/paper/hyperparameters.png)\n")
+    c = _paper("classes")
+    out.append("\n## Number of classes (figure 3.2b)\n\n")
+    if c is None:
+        out.append(_missing(f"{cmd} classes"))
+    else:
+        out.append(f"Command: `{cmd} classes`. Spearman correlation with the number of classes: "
+                   f"fc units {c['spearman_fc_neurons']:.2f}, error "
+                   f"{c['spearman_error']:.2f} (1.0 = perfectly monotonic).\n\n"
+                   "| classes | widths | error % |\n|---|---|---|\n")
+        for row in c["rows"]:
+            out.append(f"| {row['classes']} | {'-'.join(map(str, row['widths']))} | "
+                       f"{100 * row['error']:.2f} |\n")
+        out.append("\n![classes](../benchmarks/results/paper/classes.png)\n")
+    d = _paper("depth")
+    out.append("\n## Depth selection (table 3.2)\n\n")
+    if d is None:
+        out.append(_missing(f"{cmd} depth"))
+    else:
+        out.append(f"Command: `{cmd} depth`. The learned depth counts the weight layers of the "
+                   "shrunk model (merged layers are gone for real).\n\n"
+                   "| initial depth | learned depth | architecture | error % | paper depth | "
+                   "paper architecture | paper error % |\n|---|---|---|---|---|---|---|\n")
+        for row, ref in zip(d["rows"], d["paper"]):
+            out.append(f"| {row['initial_depth']} | {row['learned_depth']} | "
+                       f"{row['architecture']} | {100 * row['error']:.2f} | {ref[1]} | {ref[2]} "
+                       f"| {ref[3]} |\n")
+    b = _paper("bayesopt")
+    out.append("\n## Architecture learning against Bayesian optimisation (Optuna TPE)\n\n")
+    if b is None:
+        out.append(_missing(f"{cmd} bayesopt"))
+    else:
+        out.append(f"Command: `{cmd} bayesopt`. Cost = test loss + "
+                   f"{b['provenance']['price_per_neuron']:g} x hidden neurons (the AL run's own "
+                   f"lambda3); {b['provenance']['trials']} trials of "
+                   f"{b['provenance']['epochs']} epochs each. One AL run: "
+                   f"{b['al']['seconds']:.0f} s, cost {b['al']['cost']:.3f} "
+                   f"({b['al']['architecture']}).\n\n| search | best cost | reached AL's cost "
+                   "after | time / AL time |\n|---|---|---|---|\n")
+        for space, r in b["optuna"].items():
+            reached = f"{r['seconds_to_reach_al']:.0f} s" if r["reached"] else "never"
+            out.append(f"| TPE, {space} widths | {r['best_cost']:.3f} | {reached} | "
+                       f"{'' if r['reached'] else '>'}{r['speedup']:.1f}x |\n")
+        out.append("\n![bayesopt](../benchmarks/results/paper/bayesopt.png)\n")
+    pre = _paper("pretrained")
+    out.append("\n## Starting from a trained model (the CaffeNet case study, scaled down)\n\n")
+    if pre is None:
+        out.append(_missing(f"{cmd} pretrained"))
+    else:
+        out.append(f"Command: `{cmd} pretrained` (a trained LeNet-5, then "
+                   f"{pre['provenance']['finetune_epochs']} epochs with gates).\n\n"
+                   "| variant | architecture | params | compression | acc % |\n"
+                   "|---|---|---|---|---|\n")
+        for row in pre["rows"]:
+            out.append(f"| {row['variant']} | {row['architecture']} | {row['params']} | "
+                       f"{100 * row['compression']:.0f}% | {100 * row['accuracy']:.2f} |\n")
+    return "".join(out)
+
+
 def main() -> None:
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
             "by the command named in its section; `make results` regenerates this page and "
-            "`make bench` reruns everything.\n\n" + core_demo() + user_loop() + peers())
+            "`make bench` reruns everything.\n\n")
+    text += core_demo() + user_loop() + peers() + paper_section()
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     print(f"wrote {DOC}")
