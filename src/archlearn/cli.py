@@ -38,36 +38,42 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 @app.command()
 def run(
     job: Annotated[str, typer.Argument(help="the job to run; `archlearn list` shows them")],
-    out: Annotated[Path, typer.Option(help="folder for results.json and plots")] = Path(
-        "runs/demo"
-    ),
-    seeds: Annotated[int, typer.Option(min=1, help="independent runs; table shows the mean")] = 1,
-    epochs: Annotated[int, typer.Option(min=1, help="epochs for every training run")] = 20,
-    data: Annotated[str, typer.Option(help="dataset name (mnist5k, mnist-idx, ...)")] = "mnist5k",
+    out: Annotated[str, typer.Option(help="folder for results.json and plots")] = "runs/demo",
+    seeds: Annotated[int, typer.Option(help="independent runs; the table shows the mean")] = 1,
+    epochs: Annotated[int, typer.Option(help="epochs for every training run")] = 20,
     data_path: Annotated[
-        str | None, typer.Option("--data-path", help="folder of MNIST IDX files")
+        str | None, typer.Option("--data-path", help="folder of full-MNIST IDX files")
     ] = None,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", "-o", help="method option key=value, e.g. -o lambda1=0.004"),
     ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Run a job, print its table, write results.json and a widths-against-iterations PNG."""
-    if job not in JOBS:
-        raise ArchlearnError(f"unknown job {job!r}; choose one of {sorted(JOBS)}")
-    if data_path and data == "mnist5k":
-        data = "mnist-idx"
-    from archlearn.experiments import lenet_demo
-    from archlearn.methods.base import parse_options
+    from archlearn.config import read_run_config, validate_run_config
 
-    options = _options(option or [])
-    parse_options("tsrelu", {"total_steps": 1, **options})  # fail before any training
+    if config is not None:
+        cfg = read_run_config(config)
+        if cfg.job != job:
+            raise ArchlearnError(f"config file is for job {cfg.job!r}, not {job!r}")
+    else:
+        cfg = validate_run_config({
+            "job": job, "out": out, "seeds": seeds, "epochs": epochs,
+            "data": "mnist-idx" if data_path else "mnist5k", "data_path": data_path,
+            "options": _options(option or []),
+        })
+    from archlearn.experiments import lenet_demo
+
     command = "archlearn " + " ".join(sys.argv[1:]) if sys.argv[1:] else "archlearn run lenet-mnist"
-    results = lenet_demo.run(out, seeds=seeds, epochs=epochs, dataset=data, path=data_path,
-                             progress=not quiet, options=options, command=command)
+    results = lenet_demo.run(Path(cfg.out), seeds=cfg.seeds, epochs=cfg.epochs, dataset=cfg.data,
+                             path=cfg.data_path, progress=not quiet, options=cfg.options,
+                             command=command)
     typer.echo(lenet_demo.table(results))
-    typer.echo(f"wrote {out / 'results.json'} and {out / 'widths.png'}")
+    typer.echo(f"wrote {Path(cfg.out) / 'results.json'} and {Path(cfg.out) / 'widths.png'}")
 
 
 @app.command("list")

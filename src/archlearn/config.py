@@ -1,0 +1,75 @@
+"""The command line's run configuration, validated in one place with pydantic.
+
+``archlearn run --config run.json`` reads the same fields as the flags. Every problem becomes
+one :class:`ArchlearnError` naming the field, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from archlearn.errors import ArchlearnError
+from archlearn.methods.base import parse_options
+
+DATASETS = ("mnist5k", "mnist-idx")
+
+
+class RunConfig(BaseModel):
+    """What ``archlearn run`` needs; unknown keys and wrong types are errors.
+
+    >>> RunConfig(job="lenet-mnist", options={"lambda1": 0.004}).epochs
+    20
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    job: Literal["lenet-mnist"]
+    out: str = "runs/demo"
+    seeds: int = Field(1, ge=1, le=100)
+    epochs: int = Field(20, ge=1, le=10_000)
+    data: Literal["mnist5k", "mnist-idx"] = "mnist5k"
+    data_path: str | None = None
+    method: Literal["tsrelu"] = "tsrelu"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _method_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        parse_options("tsrelu", {"total_steps": 1, **options})
+        return options
+
+
+def validate_run_config(raw: Any) -> RunConfig:
+    """Validate a raw mapping; raise one ``ArchlearnError`` naming the first problem."""
+    if not isinstance(raw, dict):
+        raise ArchlearnError(f"a run config must be a JSON object, got {type(raw).__name__}")
+    try:
+        config = RunConfig(**raw)
+    except ArchlearnError:
+        raise
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "value_error" and isinstance(err.get("ctx", {}).get("error"),
+                                                      ArchlearnError):
+            raise err["ctx"]["error"] from None
+        raise ArchlearnError(f"config field {field!r}: {err['msg']}") from None
+    except TypeError as exc:  # e.g. non-string keys
+        raise ArchlearnError(f"invalid run config: {exc}") from None
+    if config.data == "mnist-idx" and not config.data_path:
+        raise ArchlearnError("config field 'data_path' is required for data 'mnist-idx'")
+    return config
+
+
+def read_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a JSON run config file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ArchlearnError(f"config file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArchlearnError(f"config file {path} is not valid JSON: {exc}") from None
+    return validate_run_config(raw)
