@@ -70,7 +70,7 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
         recipe = meta["recipe"]
     except FileNotFoundError:
         raise ArchlearnError(f"{folder / RECIPE} does not exist") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ArchlearnError(f"{folder / RECIPE} is not a valid archlearn recipe: {exc}") from None
     try:
         state = safetensors.torch.load_file(str(folder / WEIGHTS))

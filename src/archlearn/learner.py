@@ -127,6 +127,11 @@ def attach(
     """
     if not isinstance(model, nn.Module):
         raise ArchlearnError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        raise ArchlearnError(
+            f"the model is wrapped in {type(model).__name__}: attach to its .module, or before "
+            "wrapping (gates are hooks on the model's own layers; see archlearn.distributed)"
+        )
     if count_params(model) == 0:
         raise ArchlearnError("the model has no parameters: nothing to learn")
     inputs = as_tuple(example_inputs)

@@ -8,6 +8,7 @@ to the same result as an uninterrupted one. Checkpoints are read with
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
@@ -163,21 +164,36 @@ class Trainer:
             raise
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Resume from a checkpoint; a truncated or foreign file raises ``ArchlearnError``."""
+        """Resume from a checkpoint; a truncated or foreign file raises ``ArchlearnError``.
+
+        All or nothing: when any part does not fit, the model, optimizers and structure
+        parameters are left exactly as they were.
+        """
         try:
             state = torch.load(path, weights_only=True)
         except Exception as exc:
             raise ArchlearnError(f"checkpoint {path} is unreadable or truncated: {exc}") from None
+        if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
+            raise ArchlearnError(f"checkpoint {path} is not an archlearn training checkpoint")
+        backup = copy.deepcopy(self.state_dict())
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.learner is not None:
-                if state.get("learner") is None:
-                    raise ArchlearnError(f"checkpoint {path} has no structure parameters")
-                self.learner.load_state_dict(state["learner"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            msg = str(exc).splitlines()[0]
+            self._load_state(state)
+        except Exception as exc:
+            self._load_state(backup)
+            # load_state_dict's first line only says "Error(s) in loading": keep the next too
+            msg = " ".join(line.strip() for line in str(exc).splitlines()[:2]) or repr(exc)
             raise ArchlearnError(f"checkpoint {path} does not fit this model: {msg}") from None
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.learner is not None:
+            if state.get("learner") is None:
+                raise ArchlearnError("it has no structure parameters")
+            self.learner.load_state_dict(state["learner"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         torch.set_rng_state(state["torch_rng"])
         self.generator.set_state(state["loader_rng"])
+
+
+_CHECKPOINT_KEYS = {"model", "optimizer", "learner", "epoch", "history", "torch_rng", "loader_rng"}

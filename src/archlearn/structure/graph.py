@@ -61,7 +61,11 @@ def run_model(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tenso
 
 def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
     """Build Torch-Pruning's dependency graph without changing the model's mode."""
-    run_model(model, inputs)  # fail early, with our message, if the inputs do not fit
+    with preserved_mode(model), torch.no_grad():
+        # fail early, with our message, if the inputs do not fit; in eval mode, so BatchNorm's
+        # running statistics stay untouched and a batch of one example works
+        model.eval()
+        run_model(model, inputs)
     with preserved_mode(model), torch.enable_grad():
         return tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
 

@@ -83,12 +83,28 @@ def _unsupported_reason(dep) -> str | None:
     node = dep.target
     if node.type not in _SUPPORTED:
         return f"contains a {type(node.module).__name__} ({node.type.name}), which cannot be gated"
+    if node.type in (OPTYPE.ELEMENTWISE, OPTYPE.CONCAT) and _reads_untraced_tensor(node):
+        return (
+            f"its channels meet, in a {node.grad_fn.name()}, a tensor that no layer computes "
+            "(the model's input, a buffer or a constant), which cannot be pruned with them"
+        )
     module = node.module
     if isinstance(module, nn.modules.conv._ConvNd) and module.groups != 1:
         return "contains a grouped convolution"
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.affine:
         return "contains a BatchNorm without affine parameters"
     return None
+
+
+def _reads_untraced_tensor(node) -> bool:
+    """An add, multiply or concatenation with an operand Torch-Pruning does not track.
+
+    The graph follows autograd, so the model's input, a buffer or a constant tensor has no
+    node: pruning the group would shrink one operand and leave the other (``h + x`` with ``x``
+    the input then broadcasts or crashes). Free parameters do get nodes (and are refused as
+    unsupported members), so only operands without any autograd history are flagged here.
+    """
+    return any(fn is None for fn, _ in getattr(node.grad_fn, "next_functions", ()))
 
 
 def find_groups(
