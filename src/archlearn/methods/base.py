@@ -37,6 +37,12 @@ def parse_options(method: str, options: dict[str, Any]) -> Options:
     """Validate options for a method; one clear ``ArchlearnError`` naming the bad key otherwise."""
     if method not in REGISTRY:
         raise ArchlearnError(f"unknown method {method!r}; choose one of {sorted(REGISTRY)}")
+    fields = REGISTRY[method].Options.model_fields
+    unknown = sorted(set(options) - set(fields))
+    if unknown:  # named first: a misspelt key matters more than a missing one
+        raise ArchlearnError(
+            f"{method} has no option {', '.join(map(repr, unknown))}; options are {sorted(fields)}"
+        )
     try:
         return REGISTRY[method].Options(**options)
     except ValidationError as exc:
