@@ -48,6 +48,9 @@ def run(
         list[str] | None,
         typer.Option("--option", "-o", help="method option key=value, e.g. -o lambda1=0.004"),
     ] = None,
+    method: Annotated[
+        str, typer.Option(help="tsrelu | l0 | diffsparse | switcher (slimming needs BatchNorm)")
+    ] = "tsrelu",
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
@@ -64,14 +67,14 @@ def run(
         cfg = validate_run_config({
             "job": job, "out": out, "seeds": seeds, "epochs": epochs,
             "data": "mnist-idx" if data_path else "mnist5k", "data_path": data_path,
-            "options": _options(option or []),
+            "method": method, "options": _options(option or []),
         })
     from archlearn.experiments import lenet_demo
 
     command = "archlearn " + " ".join(sys.argv[1:]) if sys.argv[1:] else "archlearn run lenet-mnist"
     results = lenet_demo.run(Path(cfg.out), seeds=cfg.seeds, epochs=cfg.epochs, dataset=cfg.data,
                              path=cfg.data_path, progress=not quiet, options=cfg.options,
-                             command=command)
+                             method=cfg.method, command=command)
     typer.echo(lenet_demo.table(results))
     typer.echo(f"wrote {Path(cfg.out) / 'results.json'} and {Path(cfg.out) / 'widths.png'}")
 

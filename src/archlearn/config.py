@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from archlearn.errors import ArchlearnError
-from archlearn.methods.base import parse_options
+from archlearn.methods.base import REGISTRY, parse_options
 
 DATASETS = ("mnist5k", "mnist-idx")
 
@@ -32,14 +32,17 @@ class RunConfig(BaseModel):
     epochs: int = Field(20, ge=1, le=10_000)
     data: Literal["mnist5k", "mnist-idx"] = "mnist5k"
     data_path: str | None = None
-    method: Literal["tsrelu"] = "tsrelu"
+    method: Literal["tsrelu", "l0", "diffsparse", "switcher"] = "tsrelu"
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("options")
-    @classmethod
-    def _method_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        parse_options("tsrelu", {"total_steps": 1, **options})
-        return options
+    @model_validator(mode="after")
+    def _method_options(self) -> RunConfig:
+        # the run supplies the schedule lengths; everything else is the user's to set
+        supplied = {"total_steps": 1, "steps_per_epoch": 1}
+        fields = REGISTRY[self.method].Options.model_fields
+        parse_options(self.method, {**{k: v for k, v in supplied.items() if k in fields},
+                                    **self.options})
+        return self
 
 
 def validate_run_config(raw: Any) -> RunConfig:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import archlearn as al
+from archlearn.methods import REGISTRY
 from archlearn.train import TrainConfig, Trainer, evaluate, steps_per_epoch
 
 
@@ -48,7 +49,10 @@ def train_learned(model, splits, config: TrainConfig, method: str = "tsrelu",
                   log_every: int = 10, **options) -> dict[str, Any]:
     """Attach ``method``, train, shrink; returns the shrunk model's figures and the width log."""
     example = splits.test.tensors[0][:1]
-    total = config.epochs * steps_per_epoch(splits.train, config.batch_size)
+    per_epoch = steps_per_epoch(splits.train, config.batch_size)
+    total = config.epochs * per_epoch
+    if "steps_per_epoch" in REGISTRY[method].Options.model_fields:  # the switcher alternates
+        options.setdefault("steps_per_epoch", per_epoch)
     learner = al.attach(model, example, method=method, total_steps=total, **options)
     log: list[dict] = []
 

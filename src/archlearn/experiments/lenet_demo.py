@@ -36,6 +36,7 @@ def run(
     path: str | None = None,
     progress: bool = True,
     options: dict[str, Any] | None = None,
+    method: str = "tsrelu",
     command: str = "archlearn run lenet-mnist",
 ) -> dict[str, Any]:
     """Run the demo and write its files under ``out``; returns the results dictionary."""
@@ -47,13 +48,13 @@ def run(
         torch.manual_seed(seed)
         base = train_plain(models.lenet5(), splits, config)
         torch.manual_seed(seed)
-        learned = train_learned(models.lenet5(), splits, config, **options)
+        learned = train_learned(models.lenet5(), splits, config, method=method, **options)
         torch.manual_seed(seed + 1000)
         scratch = train_plain(reinitialised(learned["model"]), splits, config)
         runs.append({"seed": seed, "baseline": base, "learned": learned, "from_scratch": scratch})
     results = {
         "provenance": provenance(command, splits, seeds=seeds, epochs=epochs,
-                                 method="tsrelu", options=options),
+                                 method=method, options=options),
         "runs": [{k: _jsonable(v) for k, v in r.items()} for r in runs],
         "mean": {row: _mean(runs, row) for row in ROWS},
     }
@@ -79,7 +80,9 @@ def table(results: dict[str, Any]) -> str:
     first = results["runs"][0]
     seeds = results["provenance"]["seeds"]
     head = f"{'model':<14}{'architecture':<22}{'params':>9}{'MACs':>11}{'acc %':>8}{'ms':>8}"
-    lines = [f"LeNet-5 on {results['provenance']['data']['name']} (mean of {seeds} seed(s))",
+    name = results["provenance"]["data"]["name"]
+    method = results["provenance"]["method"]
+    lines = [f"LeNet-5 on {name}, method {method} (mean of {seeds} seed(s))",
              head, "-" * len(head)]
     for row in ROWS:
         m = results["mean"][row]

@@ -24,7 +24,7 @@ REGISTRY: dict[str, type[Method]] = {}
 class Options(BaseModel):
     """Base of every method's options: unknown keys are errors, values are validated."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def register(cls: type[Method]) -> type[Method]:
