@@ -1,4 +1,7 @@
-"""`make bench`: every benchmark in turn, then docs/RESULTS.md."""
+"""`make bench`: every benchmark in turn (about two hours on 2 cores), then docs/RESULTS.md.
+
+Each step writes JSON (and plots) under benchmarks/results; `make results` re-renders the page.
+"""
 
 import subprocess
 import sys
@@ -7,6 +10,11 @@ STEPS = [
     ["-m", "benchmarks.core_lenet", "--seeds", "3", "--epochs", "20"],
     ["-m", "benchmarks.peer_torch_pruning", "--seeds", "3", "--epochs", "20",
      "--out", "benchmarks/results/peer_torch_pruning.json"],
+    ["-m", "benchmarks.paper_experiments", "all"],
+    ["-m", "benchmarks.compare_methods"],
+    ["-m", "benchmarks.magnitude_stier"],
+    ["-m", "benchmarks.structure_prediction"],
+    ["-m", "benchmarks.genetic_search"],
     ["-m", "benchmarks.report"],
 ]
 

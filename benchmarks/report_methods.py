@@ -1,0 +1,186 @@
+"""Markdown sections for docs/RESULTS.md: the one comparison and Stier et al.'s magnitude pruning.
+
+Numbers come only from ``benchmarks/results/compare_methods.json`` and
+``benchmarks/results/magnitude_stier.json``; ``section()`` returns the Markdown.
+
+    python -m benchmarks.report_methods      # prints the sections
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+COMPARE_CMD = "python -m benchmarks.compare_methods --seeds 3 --epochs 10"
+STIER_CMD = "python -m benchmarks.magnitude_stier --seeds 3 --epochs 100"
+FAMILY_ORDER = {"baseline": 0, "archlearn": 1, "peer": 2}
+
+
+def _load(results: Path, name: str) -> dict | None:
+    path = results / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _missing(command: str) -> str:
+    return f"_Not run yet: `{command}`._\n"
+
+
+def _prose(text: str) -> str:
+    """A docstring protocol flattened into one line, back to Markdown: inline code, bullets."""
+    return text.replace("``", "`").replace(" * ", "\n- ")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _size(value: float, x: str) -> str:
+    return f"{value:.2f} ms" if x == "latency_ms" else f"{value:,.0f} {x}"
+
+
+def _verdict_line(task_verdict: dict, label: str) -> str:
+    """One bullet: the winners, then each archlearn row's margin and the peer it is held to."""
+    x = task_verdict["x"]
+    parts = []
+    for name, v in task_verdict["methods"].items():
+        if v.get("compared_with"):
+            mark = "on/above" if v["on_or_above_front"] else "below"
+            text = (f"{name} {mark} ({v['margin_pp']:+.2f} pp vs {v['compared_with']}, "
+                    f"{_size(v[f'peer_{x}'], x)})")
+            if "next_larger_peer" in v and v[f"peer_{x}"] < 0.5 * v[x]:
+                text += (f", but {v['next_larger_margin_pp']:+.2f} pp vs the next larger peer "
+                         f"{v['next_larger_peer']} ({_size(v[f'next_larger_peer_{x}'], x)})")
+        elif "margin_vs_smallest_peer_pp" in v:
+            text = (f"{name} on the front: smaller than every peer "
+                    f"({v['margin_vs_smallest_peer_pp']:+.2f} pp vs the smallest, "
+                    f"{_size(v[f'smallest_peer_{x}'], x)})")
+        else:
+            text = f"{name}: {v.get('note', 'no peer')}"
+        parts.append(text)
+    winners = ", ".join(task_verdict["on_or_above_front"]) or "none"
+    return f"- {label}: **{winners}**. " + "; ".join(parts) + ".\n"
+
+
+def compare_section(results: Path = RESULTS) -> str:
+    r = _load(results, "compare_methods.json")
+    out = ["\n## One comparison: archlearn's methods against pruning peers\n\n"]
+    if r is None:
+        return "".join(out) + _missing(COMPARE_CMD)
+    p = r["provenance"]
+    out.append(f"Command: `{p['command']}` ({p['epochs']} epochs per row, mean of {p['seeds']} "
+               f"seeds, torch {p['torch']}, torch-pruning {p['torch_pruning']}, "
+               f"{p['machine']}). Data: mnist5k, {p['data']['train']:,} training and "
+               f"{p['data']['test']:,} test images (real MNIST digits; not the 60,000-image "
+               "MNIST of the papers).")
+    if p.get("note"):
+        out.append(f" Note: {p['note']}")
+    out.append("\n\nProtocol. " + _prose(p["protocol"]) + "\n")
+    for task, task_means in r["mean"].items():
+        label = p["tasks"][task]
+        out.append(f"\n### {label}\n\n")
+        out.append("| row | kind | architecture (seed 0) | params | MACs | accuracy % (std) "
+                   "| latency ms |\n|---|---|---|---|---|---|---|\n")
+        rows = sorted(task_means.items(),
+                      key=lambda kv: (FAMILY_ORDER[kv[1]["family"]], -kv[1]["params"]))
+        for name, m in rows:
+            kind = "peer, unstructured" if m["unstructured"] else m["family"]
+            params = f"{m['params']:.0f}" + (" non-zero" if m["unstructured"] else "")
+            out.append(f"| {name} | {kind} | {m['architecture_seed0']} | {params} | "
+                       f"{m['macs']:.0f} | {_pct(m['accuracy'])} ({_pct(m['accuracy_std'])}) | "
+                       f"{m['latency_ms']:.2f} |\n")
+        setup = r["peer_setup"][task]
+        targets = "; ".join(t["rule"] + (f" ({t['params']})" if t["params"] else "")
+                            for t in setup["targets"])
+        out.append(f"\nPeer sizes: {targets}; {setup['first_epochs']} dense epochs, then "
+                   f"{setup['fine_tune_epochs']} fine-tuning epochs.\n")
+    out.append(f"\n![accuracy against parameters](../benchmarks/results/{r['plot']})\n")
+    out.append("\n### Pareto verdict\n\nAn archlearn row is on or above the peers' front when no "
+               "peer with equal or fewer parameters (up to 2% more counts as equal) is more "
+               "accurate; the margin is its accuracy minus the best such peer's (mean over seeds, "
+               "percentage points; with 1,000 test images one image is 0.1 pp, compare with the "
+               "std columns above).\n\n")
+    for task, verdicts in r["pareto"].items():
+        out.append(f"**{p['tasks'][task]}**\n\n")
+        out.append(_verdict_line(verdicts["all_peers"], "against all peers, by params"))
+        out.append(_verdict_line(verdicts["structured_same_model"],
+                                 "against structured peers on the same model, by params"))
+        out.append(_verdict_line(verdicts["structured_same_model_by_macs"],
+                                 "against structured peers on the same model, by MACs"))
+        if "structured_same_model_by_latency" in verdicts:
+            out.append(_verdict_line(verdicts["structured_same_model_by_latency"],
+                                     "against structured peers on the same model, by latency"))
+        out.append("\n")
+    out.append("The unstructured peer's parameters are its non-zero ones; its tensors are dense, "
+               "so its MACs and latency are the dense model's. Latency: a batch of 256 on one CPU "
+               "thread of a shared machine, median of 30 runs; compare within this table only.\n")
+    return "".join(out)
+
+
+def _holds(c: dict) -> str:
+    a = c["accuracy"]
+    if not c["holds"]:
+        return "Does not hold"
+    if a["seeds_uniform_worse"] == a["seeds"]:
+        return "Holds in every seed"
+    return "Holds on the mean, not in every seed"
+
+
+def stier_section(results: Path = RESULTS) -> str:
+    r = _load(results, "magnitude_stier.json")
+    out = ["\n## Stier et al.: magnitude pruning classes at 80% (784-100-10 MLP)\n\n"]
+    if r is None:
+        return "".join(out) + _missing(STIER_CMD)
+    p, d = r["provenance"], r["dense"]
+    out.append(f"Command: `{p['command']}` (mean of {p['seeds']} seeds; {p['optimizer']}, "
+               f"{p['epochs']} dense epochs; mnist5k, {p['data']['train']:,} training images "
+               "instead of full MNIST's 50,000 in the paper's code).\n\n")
+    out.append("Protocol. " + _prose(p["protocol"]) + "\n\n")
+    out.append(f"Unpruned: **{_pct(d['accuracy'])}%** ({_pct(d['accuracy_std'])} std), "
+               f"{d['params']:,} params.\n\n")
+    out.append("| schedule | class | retrain epochs per step | pruned % (per layer, in order) "
+               "| accuracy right after pruning % | after retraining % (std) | vs unpruned pp "
+               "| vs unpruned trained as long pp |\n|---|---|---|---|---|---|---|---|\n")
+    for m in r["mean"].values():
+        schedule = "one-shot" if m["steps"] == 1 else f"iterative, {m['steps']} steps"
+        layers = " / ".join(f"{100 * v:.0f}" for v in m["layer_sparsity"].values())
+        extra = r["dense_same_extra_epochs"][f"{m['steps'] * m['retrain_epochs']} extra epochs"]
+        control = 100 * (m["accuracy"] - extra)
+        out.append(f"| {schedule} | {m['scope']} | {m['retrain_epochs']} | "
+                   f"{100 * m['sparsity']:.1f} ({layers}) | {_pct(m['pruned_accuracy'])} | "
+                   f"{_pct(m['accuracy'])} ({_pct(m['accuracy_std'])}) | "
+                   f"{m['vs_unpruned_pp']:+.2f} | {control:+.2f} |\n")
+    controls = ", ".join(f"{k}: {_pct(v)}%" for k, v in r["dense_same_extra_epochs"].items())
+    out.append(f"\nControl, the unpruned net trained on for the same extra epochs: {controls}.\n")
+    paper = r["paper"]
+    out.append(f"\n**Against the paper.** {paper['source']}: "
+               f"{100 * paper['accuracy_at_80']:.1f}% at 80% compression on {paper['data']}, "
+               f"{paper['gain_over_unpruned_pp']:+.1f} pp against the unpruned net.")
+    blind = [m for m in r["mean"].values() if m["scope"] == "blind" and m["steps"] == 1]
+    if blind:
+        here = "; ".join(f"{m['retrain_epochs']} retraining epochs: {_pct(m['accuracy'])}% "
+                         f"({m['vs_unpruned_pp']:+.2f} pp)" for m in blind)
+        out.append(f" Here, one-shot class-blind at 80%, against the unpruned "
+                   f"{_pct(d['accuracy'])}%: {here}. mnist5k has {p['data']['train']:,} "
+                   "training images, so absolute accuracies sit lower; the authors' code "
+                   "retrained until the validation accuracy stopped improving (at most 25 "
+                   "epochs).")
+    out.append("\n\n**Claim: class-uniform is worse than class-blind.**\n\n")
+    for key, c in r["claim_uniform_worse_than_blind"].items():
+        a, b = c["accuracy"], c["pruned_accuracy"]
+        out.append(f"- {key}: after retraining uniform - blind = "
+                   f"{a['uniform_minus_blind_pp']:+.2f} pp (uniform worse in "
+                   f"{a['seeds_uniform_worse']}/{a['seeds']} seeds); right after pruning "
+                   f"{b['uniform_minus_blind_pp']:+.2f} pp "
+                   f"({b['seeds_uniform_worse']}/{b['seeds']}). "
+                   f"{_holds(c)}.\n")
+    return "".join(out)
+
+
+def section(results: Path = RESULTS) -> str:
+    """Both sections as Markdown, ready to append to docs/RESULTS.md."""
+    return compare_section(results) + stier_section(results)
+
+
+if __name__ == "__main__":
+    print(section())
