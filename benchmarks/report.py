@@ -197,11 +197,59 @@ def paper_section() -> str:
     return "".join(out)
 
 
+def structure_section() -> str:
+    out = ["\n# Paper 3 (Stier et al.): structure, prediction and search\n"]
+    sp = _load("structure_prediction.json")
+    out.append("\n## Predicting accuracy from the 23 structural features\n\n")
+    if sp is None:
+        out.append(_missing("python -m benchmarks.structure_prediction"))
+    else:
+        b = sp["provenance"]["budget"]
+        out.append(f"Command: `{sp['provenance']['command']}`. Budget (scaled for 2 cores): "
+                   f"{2 * b['graphs_per_prior']} random-prior recurrent nets per cell type "
+                   f"(Watts-Strogatz and Barabasi-Albert, {b['nodes'][0]}-{b['nodes'][1]} nodes), "
+                   f"each trained {b['repeats']}x for {b['epochs']} epochs on {b['strings']} "
+                   f"Reber strings (tested on {b['test_strings']}); "
+                   f"{2 * b['ffn_graphs_per_prior']} feed-forward nets on mnist5k for "
+                   f"{b['ffn_epochs']} epochs. R^2 on held-out graphs: 5-fold cross-validation, "
+                   "pooled out-of-fold predictions (a 10% hold-out of 40 graphs is 4 graphs, "
+                   "too few to score).\n\n| cell | BayesianRidge | RandomForest | AdaBoost | "
+                   "thesis (BR/RF/Ada) | accuracy range |\n|---|---|---|---|---|---|\n")
+        for cell, r in sp["cells"].items():
+            scores = " | ".join(f"{r['r2'][m]['r2_cv_pooled']:.2f}"
+                                for m in ("bayesian_ridge", "random_forest", "adaboost"))
+            thesis = sp["thesis_r2"].get(cell)
+            ref = "/".join(f"{v:.2f}" for v in thesis.values()) if thesis else ""
+            acc = r["accuracy"]
+            out.append(f"| {cell} | {scores} | {ref} | {acc['min']:.2f}-{acc['max']:.2f} |\n")
+    gs = _load("genetic_search.json")
+    out.append("\n## Genetic search with a performance predictor\n\n")
+    if gs is None:
+        out.append(_missing("python -m benchmarks.genetic_search"))
+    else:
+        out.append("Command: `python -m benchmarks.genetic_search`. Same number of trained "
+                   "networks for every search; fitness is validation accuracy; the best genome is "
+                   "retrained and scored on test. Mean of 3 seeds.\n\n| data | search | best "
+                   "validation | test of best | mean fitness of trained nets |\n"
+                   "|---|---|---|---|---|\n")
+        for name, d in gs["datasets"].items():
+            for search, r in d["summary"].items():
+                out.append(f"| {name} | {search} | {r['best_fitness_mean']:.3f} | "
+                           f"{r['best_test_accuracy_mean']:.3f} | "
+                           f"{r['mean_fitness_trained']:.3f} |\n")
+        for name in gs["datasets"]:
+            out.append(f"\n![{name}](../benchmarks/results/genetic_search_{name}.png)\n")
+    return "".join(out)
+
+
 def main() -> None:
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
             "by the command named in its section; `make results` regenerates this page and "
             "`make bench` reruns everything.\n\n")
+    from benchmarks import report_methods
+
     text += core_demo() + user_loop() + peers() + paper_section()
+    text += "\n" + report_methods.section() + structure_section()
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     print(f"wrote {DOC}")
