@@ -73,20 +73,30 @@ class GateHooks:
 
     def _gate(self, i: int, site: GateSite, module: nn.Module):
         in_ch = module.in_features if isinstance(module, nn.Linear) else module.in_channels
-        identity = site.channels == list(range(in_ch)) and site.units == site.channels
+        dim = -1 if isinstance(module, nn.Linear) else 1
+        covered = sorted(site.channels) == list(range(in_ch))
+        # the common cases are one cheap gather: every input channel belongs to this group
+        # (identity, or a flatten that repeats each channel's gate over its positions)
+        order = torch.empty(in_ch, dtype=torch.long)
+        if covered:
+            order[torch.tensor(site.channels)] = torch.tensor(site.units)
+        identity = covered and torch.equal(order, torch.arange(in_ch))
         channels = torch.tensor(site.channels, dtype=torch.long)
         units = torch.tensor(site.units, dtype=torch.long)
-        is_linear = isinstance(module, nn.Linear)
 
         def hook(mod, args):
             x = args[0]
             scale = self.unit_scale(i).to(dtype=x.dtype, device=x.device)
-            if not identity:
+            if identity:
+                pass
+            elif covered:
+                scale = scale.index_select(0, order.to(x.device))
+            else:  # concatenation: only part of the inputs are this group's
                 full = torch.ones(in_ch, dtype=x.dtype, device=x.device)
                 scale = full.index_copy(0, channels.to(x.device), scale[units.to(x.device)])
-            shape = [1] * x.dim()
-            shape[-1 if is_linear else 1] = in_ch
-            return (x * scale.view(shape),) + tuple(args[1:])
+            view = [1] * x.dim()
+            view[dim] = in_ch
+            return (x * scale.view(view),) + tuple(args[1:])
 
         return hook
 
