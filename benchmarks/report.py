@@ -65,10 +65,12 @@ def user_loop() -> str:
     out.append(f"| plain | {plain_p} | {100 * m['plain_accuracy']:.2f} | {plain_s:.2f} |\n")
     out.append(f"| with archlearn | {m['gated_params']:.0f} | {100 * m['gated_accuracy']:.2f} "
                f"| {gated_s:.2f} |\n")
-    o = r["overhead"]
+    o = _load("core_overhead.json")
+    if o is None:
+        return "".join(out) + _missing("python -m benchmarks.core_lenet --overhead-only")
     out.append(f"\nCost of the gates, same loop, epochs interleaved: {o['gated_seconds']:.2f} s "
                f"against {o['plain_seconds']:.2f} s per epoch (median of {o['epochs']}, "
-               f"{o['threads']} threads): **{m['overhead']:.2f}x**.\n")
+               f"{o['threads']} threads; `{o['command']}`): **{o['ratio']:.2f}x**.\n")
     return "".join(out)
 
 
