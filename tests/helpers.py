@@ -29,3 +29,35 @@ def random_gates(learner, generator: torch.Generator, all_off: int | None = 0) -
                 w.zero_()
         for d in method.d.values():
             d.fill_(float(torch.rand((), generator=generator) > 0.5))
+
+
+def train_in_user_loop(model: nn.Module, splits, method: str, epochs: int = 30, **options):
+    """The user's own loop (attach, add penalty(), step() after the unchanged optimizer step);
+    returns the learner, the shrunk model's test accuracy and the learned widths, after checking
+    that the shrunk model's outputs equal the gated model's."""
+    import archlearn as al
+
+    loader = torch.utils.data.DataLoader(splits.train, batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    if "steps_per_epoch" in options:
+        options["steps_per_epoch"] = len(loader)
+    if "total_steps" in options:
+        options["total_steps"] = epochs * len(loader)
+    learner = al.attach(model, splits.train.tensors[0][:1], method=method, **options)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            loss = nn.functional.cross_entropy(model(x), y) + learner.penalty()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            learner.step()
+    model.eval()
+    small = learner.shrink().eval()
+    x, y = splits.test.tensors
+    with torch.no_grad():
+        accuracy = (small(x).argmax(1) == y).float().mean().item()
+        assert torch.allclose(small(x), model(x), atol=1e-5)
+    widths = [layer["width"] for layer in learner.architecture()["layers"]]
+    return learner, accuracy, widths

@@ -4,7 +4,7 @@ import io
 
 import pytest
 import torch
-from helpers import settle_batchnorm
+from helpers import settle_batchnorm, train_in_user_loop
 from torch import nn
 
 import archlearn as al
@@ -154,26 +154,6 @@ def test_users_own_loop_learns_a_smaller_accurate_net():
     splits = data.load("digits", flatten=True)
     torch.manual_seed(0)
     model = models.mlp(64, [128, 64], 10, batchnorm=True)
-    epochs = 30
-    loader = torch.utils.data.DataLoader(splits.train, batch_size=64, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    learner = al.attach(model, splits.train.tensors[0][:1], method="slimming",
-                        total_steps=epochs * len(loader))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        model.train()
-        for x, y in loader:
-            loss = nn.functional.cross_entropy(model(x), y) + learner.penalty()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            learner.step()
-    model.eval()
-    small = learner.shrink().eval()
-    x, y = splits.test.tensors
-    with torch.no_grad():
-        accuracy = (small(x).argmax(1) == y).float().mean().item()
-        assert torch.allclose(small(x), model(x), atol=1e-5)
-    widths = [layer["width"] for layer in learner.architecture()["layers"]]
+    learner, accuracy, widths = train_in_user_loop(model, splits, "slimming", total_steps=0)
     assert accuracy > 0.93, accuracy
     assert sum(widths) == 96, widths  # half of all gated units (global percentile)
