@@ -6,6 +6,7 @@ safetensors stores raw tensors with a JSON header and cannot execute code on loa
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -62,7 +63,8 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
 def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     """Replay the saved recipe on ``model`` (a fresh instance of the original class), load weights.
 
-    Raises :class:`ArchlearnError` for a missing, corrupt or mismatched file.
+    Returns the rebuilt model: a copy of ``model``, which is left untouched, so a failed load
+    changes nothing. Raises :class:`ArchlearnError` for a missing, corrupt or mismatched file.
     """
     folder = Path(path)
     try:
@@ -78,6 +80,7 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
         raise ArchlearnError(f"{folder / WEIGHTS} does not exist") from None
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ArchlearnError(f"{folder / WEIGHTS} is corrupt: {exc}") from None
+    model = copy.deepcopy(model)  # all or nothing: the caller's instance is never half-changed
     try:
         with torch.no_grad():
             apply_recipe(model, recipe)
