@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from archlearn.errors import ArchlearnError
@@ -25,6 +25,26 @@ class Options(BaseModel):
     """Base of every method's options: unknown keys are errors, values are validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class OptionalFreeze(Options):
+    """Options of methods whose gates may freeze late in training (a fraction of the run)."""
+
+    total_steps: int | None = Field(None, gt=0, description="optimizer steps of the whole run")
+    freeze: float | None = Field(
+        None, gt=0, le=1, description="fraction of total_steps after which the gates freeze"
+    )
+
+    @model_validator(mode="after")
+    def _freeze_needs_total(self):
+        if self.freeze is not None and self.total_steps is None:
+            raise ValueError("total_steps is required when freeze is set")
+        return self
+
+
+def freeze_reached(options: OptionalFreeze, step: int) -> bool:
+    """Whether ``step`` is past the freeze point (never, when no freeze is set)."""
+    return options.freeze is not None and step >= options.freeze * options.total_steps
 
 
 def register(cls: type[Method]) -> type[Method]:

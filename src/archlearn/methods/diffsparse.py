@@ -52,13 +52,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from archlearn.methods.base import Method, Options, register
+from archlearn.methods.base import Method, OptionalFreeze, freeze_reached, register
 from archlearn.structure.shrink import Decision
 
 
-class DiffSparseOptions(Options):
+class DiffSparseOptions(OptionalFreeze):
     lam: float = Field(5.0, ge=0, description="weight of the l_p regularizer")
     p: float = Field(0.5, gt=0, lt=1, description="exponent of the regularizer, 0 < p < 1")
     threshold: float = Field(
@@ -70,16 +70,6 @@ class DiffSparseOptions(Options):
     normalize: bool = Field(True, description="divide each group's ||a||_p^p by n^(1-p)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer of beta")
     lr: float = Field(1e-2, gt=0, description="learning rate of beta")
-    total_steps: int | None = Field(None, gt=0, description="optimizer steps of the whole run")
-    freeze: float | None = Field(
-        None, gt=0, le=1, description="fraction of total_steps after which the gates freeze"
-    )
-
-    @model_validator(mode="after")
-    def _freeze_needs_total(self):
-        if self.freeze is not None and self.total_steps is None:
-            raise ValueError("total_steps is required when freeze is set")
-        return self
 
 
 @register
@@ -100,8 +90,7 @@ class DiffSparse(Method):
 
     @property
     def frozen(self) -> bool:
-        o = self.options
-        return o.freeze is not None and self.t >= o.freeze * o.total_steps
+        return freeze_reached(self.options, self.t)
 
     def shares(self, i: int) -> torch.Tensor:
         """``a = softmax(beta)`` of group ``i`` (sums to 1)."""

@@ -46,15 +46,15 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from archlearn.methods.base import Method, Options, register
+from archlearn.methods.base import Method, OptionalFreeze, freeze_reached, register
 from archlearn.structure.shrink import Decision
 
 _EPS = 1e-6
 
 
-class L0Options(Options):
+class L0Options(OptionalFreeze):
     lam: float = Field(
         1e-2, ge=0, description="price of one expected non-zero gate (penalty weight)"
     )
@@ -68,16 +68,6 @@ class L0Options(Options):
     beta: float = Field(2 / 3, gt=0, description="hard-concrete temperature")
     gamma: float = Field(-0.1, lt=0, description="stretch interval lower end (< 0)")
     zeta: float = Field(1.1, gt=1, description="stretch interval upper end (> 1)")
-    total_steps: int | None = Field(None, gt=0, description="optimizer steps of the whole run")
-    freeze: float | None = Field(
-        None, gt=0, le=1, description="fraction of total_steps after which the gates freeze"
-    )
-
-    @model_validator(mode="after")
-    def _freeze_needs_total(self):
-        if self.freeze is not None and self.total_steps is None:
-            raise ValueError("total_steps is required when freeze is set")
-        return self
 
 
 @register
@@ -100,8 +90,7 @@ class L0(Method):
 
     @property
     def frozen(self) -> bool:
-        o = self.options
-        return o.freeze is not None and self.t >= o.freeze * o.total_steps
+        return freeze_reached(self.options, self.t)
 
     def eval_gate(self, i: int) -> torch.Tensor:
         """The deterministic test-time gate of group ``i`` (differentiable in ``log_alpha``)."""
