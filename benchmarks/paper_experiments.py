@@ -32,7 +32,7 @@ def run(name: str, seeds: int, epochs: int, short: int) -> None:
     elif name == "depth":
         result = paper.depth_selection(epochs=short)
     elif name == "bayesopt":
-        result = paper.bayesopt(epochs=max(short // 2, 1), trials=12,
+        result = paper.bayesopt(epochs=epochs, trials=20,
                                 storage=f"sqlite:///{OUT}/optuna.db", out=OUT)
     elif name == "pretrained":
         result = paper.pretrained(epochs=short, finetune=max(short // 2, 1))

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shlex
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +62,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny budget: a smoke test")
     p.add_argument("--cells", default="rnn,rnn_relu,gru,lstm")
-    p.add_argument("--graphs-per-prior", type=int, default=20, help="Reber graphs per prior")
+    p.add_argument("--graphs-per-prior", type=int, default=30, help="Reber graphs per prior")
     p.add_argument("--nodes", type=int, nargs=2, default=(4, 40), help="Reber graph sizes")
     p.add_argument("--strings", type=int, default=4000, help="Reber training strings")
     p.add_argument("--test-strings", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--repeats", type=int, default=2, help="training runs averaged per graph")
+    p.add_argument("--repeats", type=int, default=3, help="training runs averaged per graph")
+    p.add_argument("--anneal", action=argparse.BooleanOptionalAction, default=True,
+                   help="one-cycle learning rate (warm-up, cosine to ~0) in every run")
+    p.add_argument("--jobs", type=int, default=2, help="cell types trained in parallel")
     p.add_argument("--ffn-data", default="mnist5k", help="feed-forward data set ('' to skip)")
     p.add_argument("--ffn-graphs-per-prior", type=int, default=30)
     p.add_argument("--ffn-nodes", type=int, nargs=2, default=(10, 60))
@@ -108,6 +114,31 @@ def summarise(rows: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     }
 
 
+FFN = "ffn"  # the feed-forward job's name among the cell types
+
+
+def cell_rows(args: argparse.Namespace, cell: str) -> tuple[list[dict[str, Any]], dict | None]:
+    """Train one cell type's random-prior nets (run in a worker process)."""
+    torch.set_num_threads(1)
+    if cell == FFN:
+        splits = data.load(args.ffn_data, flatten=True)
+        rows = structure_dataset(splits.train, splits.test, cell=None,
+                                 graphs_per_prior=args.ffn_graphs_per_prior,
+                                 nodes=tuple(args.ffn_nodes), epochs=args.ffn_epochs,
+                                 batch_size=args.ffn_batch_size, lr=args.ffn_lr,
+                                 num_classes=splits.num_classes, seed=args.seed,
+                                 repeats=args.repeats, anneal=args.anneal,
+                                 progress=args.progress)
+        return rows, {"name": splits.name, "split": splits.description}
+    n = args.strings + args.test_strings
+    train, test = reber_dataset(n, seed=args.seed, split=args.strings / n)
+    rows = structure_dataset(train, test, cell=cell, graphs_per_prior=args.graphs_per_prior,
+                             nodes=tuple(args.nodes), epochs=args.epochs,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             repeats=args.repeats, anneal=args.anneal, progress=args.progress)
+    return rows, None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     torch.set_num_threads(1)  # 2 shared cores; the nets are far too small to use more
@@ -127,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
             "threads": torch.get_num_threads(), "seed": args.seed, "budget": budget,
             "reber": f"reber_dataset({n}, seed={args.seed}): {len(train)} train / {len(test)} "
                      "test strings; Embedding(128, 50) -> sparse_network(graph, 50, 2, cell), "
-                     "read at each string's last letter; Adam; batches of similar lengths",
+                     "read at each string's last letter; Adam (one-cycle learning rate "
+                     "when anneal); batches of similar lengths",
             "priors": "per prior ('ws', 'ba') graphs_per_prior graphs with n uniform in nodes; "
                       "WS k in {2,4,6}, p ~ U(0,1); BA m in 1..4; node order shuffled before "
                       "orientation",
@@ -136,30 +168,27 @@ def main(argv: list[str] | None = None) -> None:
         "thesis_r2": THESIS_R2,
         "cells": {},
     }
-    for cell in [c for c in args.cells.split(",") if c]:
-        rows = structure_dataset(train, test, cell=cell, graphs_per_prior=args.graphs_per_prior,
-                                 nodes=tuple(args.nodes), epochs=args.epochs,
-                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                 repeats=args.repeats, progress=args.progress)
-        payload["cells"][cell] = summarise(rows, args.seed)
-        payload["seconds"] = time.perf_counter() - start
-        write_json(Path(args.out), payload)  # after each cell: partial results survive
-        report(cell, payload["cells"][cell])
-    if args.ffn_data:
-        splits = data.load(args.ffn_data, flatten=True)
-        rows = structure_dataset(splits.train, splits.test, cell=None,
-                                 graphs_per_prior=args.ffn_graphs_per_prior,
-                                 nodes=tuple(args.ffn_nodes), epochs=args.ffn_epochs,
-                                 batch_size=args.ffn_batch_size, lr=args.ffn_lr,
-                                 num_classes=splits.num_classes, seed=args.seed,
-                                 repeats=args.repeats, progress=args.progress)
-        name = f"ffn_{args.ffn_data}"
-        payload["cells"][name] = summarise(rows, args.seed)
-        payload["cells"][name]["data"] = {"name": splits.name, "split": splits.description}
-        report(name, payload["cells"][name])
+    jobs = [c for c in args.cells.split(",") if c] + ([FFN] if args.ffn_data else [])
+    # One process per cell type (--jobs at a time): each is a long single-threaded loop.
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
+        futures = {pool.submit(cell_rows, args, cell): cell for cell in jobs}
+        for future in as_completed(futures):
+            cell, (rows, described) = futures[future], future.result()
+            name = f"ffn_{args.ffn_data}" if cell == FFN else cell
+            payload["cells"][name] = summarise(rows, args.seed)
+            if described:
+                payload["cells"][name]["data"] = described
+            payload["seconds"] = time.perf_counter() - start
+            write_json(Path(args.out), payload)  # after each cell: partial results survive
+            report(name, payload["cells"][name])
+    order = [c for c in jobs if c != FFN] + [f"ffn_{args.ffn_data}"]
+    payload["cells"] = {c: payload["cells"][c] for c in order if c in payload["cells"]}
     payload["seconds"] = time.perf_counter() - start
     # CPU seconds: what the run costs on an idle machine (wall time counts other users' load).
-    payload["cpu_seconds"] = time.process_time() - cpu_start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined by now
+    payload["cpu_seconds"] = (time.process_time() - cpu_start + children.ru_utime
+                              + children.ru_stime)
     finish(payload, Path(args.out))
 
 

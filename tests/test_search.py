@@ -90,6 +90,30 @@ def test_structure_dataset_records_features_and_accuracy() -> None:
     assert all(0 <= r["accuracy"] <= 1 and len(r["features"]) == 23 for r in rows)
 
 
+def test_one_cycle_warms_up_then_anneals_to_almost_zero() -> None:
+    opt = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    schedule = training.one_cycle(opt, 0.1, 100, anneal=True)
+    rates = []
+    for _ in range(100):
+        opt.step()
+        rates.append(opt.param_groups[0]["lr"])
+        schedule.step()
+    peak = int(np.argmax(rates))
+    assert 5 <= peak <= 15 and rates[peak] == pytest.approx(0.1, rel=0.05)
+    assert rates[-1] < 1e-3 * 0.1 * 10 and rates[0] < 0.01
+
+
+def test_annealed_ffn_training_learns_and_differs_from_constant() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(300, 4)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    data = TensorDataset(x, y)
+    graph = nx.DiGraph([(i, j) for i in range(4) for j in range(4, 8)])
+    annealed = training.train_ffn(graph, data, data, 2, epochs=20, lr=3e-2, anneal=True)
+    constant = training.train_ffn(graph, data, data, 2, epochs=20, lr=3e-2)
+    assert annealed > 0.9 and annealed != constant
+
+
 def test_random_prior_orientation_is_shuffled_on_request() -> None:
     deep, _ = training.random_prior_graph("ws", random.Random(3), (30, 30), shuffle=False)
     flat, _ = training.random_prior_graph("ws", random.Random(3), (30, 30), shuffle=True)

@@ -186,6 +186,7 @@ def structure_dataset(
     seed: int = 0,
     repeats: int = 1,
     shuffle_nodes: bool = True,
+    anneal: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Train random-prior nets; record ``{params, features, accuracy, accuracies, seconds}`` each.
@@ -198,7 +199,8 @@ def structure_dataset(
     ``repeats`` times with seeds ``seed * 100003 + 1000 * r + i``; ``accuracy`` is the mean of
     the runs' test accuracies (``accuracies``). Short runs of small sparse nets vary a lot from
     seed to seed (dead ReLU chains, unfinished learning), and averaging a few runs gives the
-    regressors a target that depends more on the structure than on the seed.
+    regressors a target that depends more on the structure than on the seed; so does ``anneal``
+    (:func:`~archlearn.search.training.one_cycle`).
 
     >>> import torch
     >>> x, y = torch.randn(40, 6), torch.randint(0, 2, (40,))
@@ -220,10 +222,12 @@ def structure_dataset(
                 run_seed = seed * 100003 + 1000 * r + i
                 if cell is None:
                     accs.append(train_ffn(dag, train, test, num_classes, epochs=epochs,
-                                          batch_size=batch_size, lr=lr, seed=run_seed))
+                                          batch_size=batch_size, lr=lr, seed=run_seed,
+                                          anneal=anneal))
                 else:
                     accs.append(train_reber(dag, cell, train, test, epochs=epochs,
-                                            batch_size=batch_size, lr=lr, seed=run_seed))
+                                            batch_size=batch_size, lr=lr, seed=run_seed,
+                                            anneal=anneal))
             acc = sum(accs) / len(accs)
             rows.append({"params": params, "features": features(dag), "accuracy": acc,
                          "accuracies": accs, "seconds": time.perf_counter() - start})
