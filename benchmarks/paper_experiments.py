@@ -2,6 +2,7 @@
 
     python -m benchmarks.paper_experiments table31 --seeds 3
     python -m benchmarks.paper_experiments all
+    python -m benchmarks.paper_experiments table31 --data ~/mnist   # the full MNIST IDX files
 """
 
 from __future__ import annotations
@@ -12,34 +13,39 @@ from pathlib import Path
 
 import torch
 
+from archlearn import ArchlearnError, data
 from archlearn.experiments import paper
 from archlearn.experiments.common import write_json
 
 OUT = Path(__file__).parent / "results" / "paper"
 
 
-def run(name: str, seeds: int, epochs: int, short: int) -> None:
+def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
+        source: dict | None = None) -> dict:
+    """Run experiment ``name``; ``source`` = ``{"dataset": ..., "path": ...}`` (default mnist5k)."""
+    src = source or {}
     if name == "table31":
-        result = paper.table31(seeds=seeds, epochs=epochs)
+        result = paper.table31(seeds=seeds, epochs=epochs, **src)
     elif name == "svd":
-        table = OUT / "table31.json"
+        table = out / "table31.json"
         result = paper.svd_comparison(
-            epochs=epochs, table=json.loads(table.read_text()) if table.exists() else None)
+            epochs=epochs, table=json.loads(table.read_text()) if table.exists() else None, **src)
     elif name == "hyper":
-        result = paper.hyperparameters(OUT, epochs=short)
+        result = paper.hyperparameters(out, epochs=short, **src)
     elif name == "classes":
-        result = paper.classes(OUT, epochs=short, counts=(2, 4, 6, 8, 10))
+        result = paper.classes(out, epochs=short, counts=(2, 4, 6, 8, 10), **src)
     elif name == "depth":
-        result = paper.depth_selection(epochs=short)
+        result = paper.depth_selection(epochs=short, **src)
     elif name == "bayesopt":
         result = paper.bayesopt(epochs=epochs, trials=20,
-                                storage=f"sqlite:///{OUT}/optuna.db", out=OUT)
+                                storage=f"sqlite:///{out}/optuna.db", out=out, **src)
     elif name == "pretrained":
-        result = paper.pretrained(epochs=short, finetune=max(short // 2, 1))
+        result = paper.pretrained(epochs=short, finetune=max(short // 2, 1), **src)
     else:
         raise SystemExit(f"unknown experiment {name!r}")
-    write_json(OUT / f"{name}.json", result)
-    print(f"wrote {OUT / f'{name}.json'}")
+    write_json(out / f"{name}.json", result)
+    print(f"wrote {out / f'{name}.json'}")
+    return result
 
 
 def main() -> None:
@@ -47,16 +53,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="+", choices=names + ["all"])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20, help="table 3.1 and SVD")
+    parser.add_argument("--epochs", type=int, default=20, help="table 3.1, SVD and bayesopt")
     parser.add_argument("--short-epochs", type=int, default=10, help="the other experiments")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", metavar="PATH", default=None,
+                        help="folder of the full MNIST IDX files instead of the bundled mnist5k; "
+                             f"results then go to {OUT.name}-mnist/ (docs/RESULTS.md stays "
+                             "mnist5k)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"results folder (default {OUT.name}/, or {OUT.name}-mnist/ with "
+                             "--data)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = args.out or (OUT if args.data is None else OUT.with_name(OUT.name + "-mnist"))
+    source = None if args.data is None else {"dataset": "mnist-idx", "path": args.data}
+    if source:  # fail now, not after an hour: the files must be there and readable
+        try:
+            data.load(source["dataset"], path=source["path"])
+        except (ArchlearnError, OSError) as error:
+            raise SystemExit(f"error: --data {args.data}: {error}") from None
+    out.mkdir(parents=True, exist_ok=True)
     for name in names if "all" in args.experiment else args.experiment:
         if name == "bayesopt":
-            (OUT / "optuna.db").unlink(missing_ok=True)  # a fresh study each run
-        run(name, args.seeds, args.epochs, args.short_epochs)
+            (out / "optuna.db").unlink(missing_ok=True)  # a fresh study each run
+        run(name, args.seeds, args.epochs, args.short_epochs, out, source)
 
 
 if __name__ == "__main__":

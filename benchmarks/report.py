@@ -99,8 +99,10 @@ def paper_section() -> str:
     cmd = "python -m benchmarks.paper_experiments"
     out = ["\n# Paper 1 (Srinivas & Babu): every experiment on mnist5k\n\n"
            "MNIST is replaced by the bundled mnist5k (4,000 training images instead of 60,000), "
-           "so accuracies sit about one point below the paper's; the same commands take "
-           "`--data-path` for full MNIST IDX files through `archlearn run`.\n"]
+           "so accuracies sit about one point below the paper's (every table below is mnist5k). "
+           "With the full MNIST IDX files, each command below runs on them with `--data PATH` "
+           "(results in benchmarks/results/paper-mnist/); `archlearn run lenet-mnist "
+           "--data-path PATH` does the same for the demo.\n"]
     t = _paper("table31")
     out.append("\n## Table 3.1: AL1-AL4\n\n")
     if t is None:

@@ -1,5 +1,8 @@
 """The experiments of Srinivas & Babu's chapter 3, scaled to the bundled mnist5k.
 
+Every function takes ``dataset`` and ``path`` for :func:`archlearn.data.load`: the defaults are
+the bundled mnist5k; ``dataset="mnist-idx", path=FOLDER`` runs on the full MNIST IDX files.
+
 Each function runs one table or figure, returns a JSON-ready dictionary (with provenance) and
 writes its plot, if any, next to the JSON. ``benchmarks/paper_experiments.py`` calls them and
 ``benchmarks/report.py`` renders docs/RESULTS.md. Names of LeNet-5's gated layers: ``0`` (conv1),
@@ -79,9 +82,10 @@ def _mean(rows: list[dict]) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in rows) for k in keys}
 
 
-def svd_comparison(epochs: int = 20, seed: int = 0, table: dict | None = None) -> dict[str, Any]:
+def svd_comparison(epochs: int = 20, seed: int = 0, table: dict | None = None,
+                   dataset: str = "mnist5k", path: str | None = None) -> dict[str, Any]:
     """Rank-10 and rank-40 SVD of the 800x500 layer against AL at similar parameter counts."""
-    splits = data.load("mnist5k")
+    splits = data.load(dataset, path=path)
     torch.manual_seed(seed)
     base = train_plain(models.lenet5(), splits, TrainConfig(epochs=epochs, seed=seed,
                                                             progress=False))
@@ -103,9 +107,10 @@ def svd_comparison(epochs: int = 20, seed: int = 0, table: dict | None = None) -
                       ["AL4", "82.3K", 99.19]]}
 
 
-def hyperparameters(out: Path, epochs: int = 15, seed: int = 0) -> dict[str, Any]:
+def hyperparameters(out: Path, epochs: int = 15, seed: int = 0,
+                    dataset: str = "mnist5k", path: str | None = None) -> dict[str, Any]:
     """Figure 3.2a: fc width against iterations for several lambda1 and k = lambda3/lambda1."""
-    splits = data.load("mnist5k")
+    splits = data.load(dataset, path=path)
     settings = {f"lambda1={v:g}": {"lambda1": v} for v in (2e-3, 5e-3, 1e-2)}
     settings.update({f"k={v:g}": {"k": v} for v in (0.2, 0.6)})
     runs = {}
@@ -147,11 +152,12 @@ def _plot_runs(runs: dict, path: Path) -> None:
 
 
 def classes(out: Path, epochs: int = 15, seed: int = 0,
-            counts: tuple[int, ...] = tuple(range(2, 11))) -> dict[str, Any]:
+            counts: tuple[int, ...] = tuple(range(2, 11)),
+            dataset: str = "mnist5k", path: str | None = None) -> dict[str, Any]:
     """Figure 3.2b: learned neurons and error as the number of classes grows."""
     rows = []
     for n in counts:
-        splits = data.load("mnist5k", classes=list(range(n)))
+        splits = data.load(dataset, path=path, classes=list(range(n)))
         torch.manual_seed(seed)
         r = train_learned(models.lenet5(num_classes=n), splits,
                           TrainConfig(epochs=epochs, seed=seed, progress=False))
@@ -163,7 +169,7 @@ def classes(out: Path, epochs: int = 15, seed: int = 0,
     rho_error = spearmanr([r["classes"] for r in rows], [r["error"] for r in rows])[0]
     _plot_classes(rows, out / "classes.png")
     return {"provenance": {"command": "python -m benchmarks.paper_experiments classes",
-                           "epochs": epochs, "seed": seed, "data": "mnist5k, classes 0..n-1"},
+                           "epochs": epochs, "seed": seed, "data": f"{dataset}, classes 0..n-1"},
             "rows": rows, "spearman_fc_neurons": rho_neurons, "spearman_error": rho_error}
 
 
@@ -192,7 +198,8 @@ DEPTH_OPTIONS = {"k": 0.4, "lambda1": 5e-3}  # the tsrelu defaults, spelt out fo
 
 
 def depth_selection(epochs: int = 15, seed: int = 0,
-                    depths: tuple[int, ...] = (6, 8, 10, 12, 15)) -> dict[str, Any]:
+                    depths: tuple[int, ...] = (6, 8, 10, 12, 15),
+                    dataset: str = "mnist5k", path: str | None = None) -> dict[str, Any]:
     """Table 3.2: start from 20-50-(75 x n)-10, learn widths and depth, shrink for real.
 
     Here the depth gates start as ReLUs (``init_depth`` = 0.4) with ``lambda4 = lambda3``: a
@@ -200,7 +207,7 @@ def depth_selection(epochs: int = 15, seed: int = 0,
     layer linear, and with the paper's ``lambda4 = lambda3 / 10`` nothing pulls a ReLU toward
     the identity (both measured; see the module docstring of ``methods/tsrelu.py``).
     """
-    splits = data.load("mnist5k")
+    splits = data.load(dataset, path=path)
     lambda3 = DEPTH_OPTIONS["k"] * DEPTH_OPTIONS["lambda1"]
     rows = []
     for depth in depths:
@@ -214,7 +221,7 @@ def depth_selection(epochs: int = 15, seed: int = 0,
                      "error": 1 - r["accuracy"], "max_output_difference":
                      r["max_output_difference"]})
     return {"provenance": {"command": "python -m benchmarks.paper_experiments depth",
-                           "epochs": epochs, "seed": seed, "data": "mnist5k"},
+                           "epochs": epochs, "seed": seed, "data": dataset},
             "options": {"depth": "all", "init_depth": 0.4, "lambda4": lambda3},
             "rows": rows,
             "paper": [[6, 5, "18-31-32-24-10", 1.02], [8, 6, "17-37-39-29-21-10", 0.99],
@@ -222,9 +229,10 @@ def depth_selection(epochs: int = 15, seed: int = 0,
                       [15, 8, "16-37-35-25-20-22-10", 0.93]]}
 
 
-def pretrained(epochs: int = 15, finetune: int = 10, seed: int = 0) -> dict[str, Any]:
+def pretrained(epochs: int = 15, finetune: int = 10, seed: int = 0,
+               dataset: str = "mnist5k", path: str | None = None) -> dict[str, Any]:
     """The CaffeNet case study scaled down: learn conv, fc or both from a trained LeNet-5."""
-    splits = data.load("mnist5k")
+    splits = data.load(dataset, path=path)
     torch.manual_seed(seed)
     base = train_plain(models.lenet5(), splits, TrainConfig(epochs=epochs, seed=seed,
                                                             progress=False))
@@ -240,7 +248,7 @@ def pretrained(epochs: int = 15, finetune: int = 10, seed: int = 0) -> dict[str,
                      "compression": 1 - r["params"] / base["params"]})
     return {"provenance": {"command": "python -m benchmarks.paper_experiments pretrained",
                            "epochs": epochs, "finetune_epochs": finetune, "seed": seed,
-                           "data": "mnist5k"},
+                           "data": dataset},
             "rows": rows}
 
 
@@ -298,7 +306,8 @@ def _first_time(curve: list[tuple[float, float]], target: float) -> float | None
 
 
 def bayesopt(epochs: int = 20, trials: int = 20, seed: int = 0, storage: str | None = None,
-             out: Path | None = None) -> dict[str, Any]:
+             out: Path | None = None, dataset: str = "mnist5k", path: str | None = None
+             ) -> dict[str, Any]:
     """Best cost against wall time: Optuna TPE over widths (fc only, then all three) vs one AL run.
 
     Every Optuna trial trains LeNet-5 at its widths for as many epochs as the AL run, and both
@@ -311,7 +320,7 @@ def bayesopt(epochs: int = 20, trials: int = 20, seed: int = 0, storage: str | N
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    splits = data.load("mnist5k")
+    splits = data.load(dataset, path=path)
     config = TrainConfig(epochs=epochs, seed=seed, progress=False)
     total = epochs * steps_per_epoch(splits.train, config.batch_size)
     price = al.attach(models.lenet5(), splits.test.tensors[0][:1], total_steps=total
@@ -356,7 +365,7 @@ def bayesopt(epochs: int = 20, trials: int = 20, seed: int = 0, storage: str | N
     result = {"provenance": {"command": "python -m benchmarks.paper_experiments bayesopt",
                              "epochs": epochs, "trials": trials, "seed": seed,
                              "threads": torch.get_num_threads(),
-                             "price_per_neuron": price, "data": "mnist5k"},
+                             "price_per_neuron": price, "data": dataset},
               "al": runs, "optuna": searches}
     if out is not None:
         _plot_bayesopt(result, out / "bayesopt.png")
