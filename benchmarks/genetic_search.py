@@ -73,6 +73,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-nodes", type=int, default=30, help="largest genome the GA may grow")
     p.add_argument("--epochs", type=int, default=None, help="default: per data set, else 2")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--anneal", action=argparse.BooleanOptionalAction, default=False,
+                   help="one-cycle learning rate in every training")
     p.add_argument("--lr", type=float, default=None, help="default: per data set, else 3e-3")
     p.add_argument("--test-repeats", type=int, default=3,
                    help="retrainings of each search's best genome averaged for its test score")
@@ -123,12 +125,12 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     defaults = DATASET_DEFAULTS.get(name, {"epochs": 2, "lr": 3e-3})
     epochs = args.epochs if args.epochs is not None else defaults["epochs"]
     lr = args.lr if args.lr is not None else defaults["lr"]
-    fitness = ffn_fitness(fit_train, valid, splits.num_classes, epochs=epochs,
+    fitness = ffn_fitness(fit_train, valid, splits.num_classes, epochs=epochs, anneal=args.anneal,
                           batch_size=args.batch_size, lr=lr)
     out: dict[str, Any] = {"data": {"name": name, "split": splits.description,
                                     "fit_train": len(fit_train), "valid": len(valid),
                                     "test": len(splits.test)},
-                           "training": {"epochs": epochs, "lr": lr,
+                           "training": {"epochs": epochs, "lr": lr, "anneal": args.anneal,
                                         "batch_size": args.batch_size},
                            "runs": {}}
     curves: dict[str, list] = {}
@@ -149,6 +151,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             # validation fitness is the max of noisy runs, so it is optimistic by construction.
             test_acc = mean([train_ffn(graph, splits.train, splits.test, splits.num_classes,
                                        epochs=epochs, batch_size=args.batch_size, lr=lr,
+                                       anneal=args.anneal,
                                        seed=10_000 + 100 * seed + r)
                              for r in range(args.test_repeats)])
             runs.append({

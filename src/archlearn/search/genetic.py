@@ -386,9 +386,10 @@ def ffn_fitness(
     epochs: int = 2,
     batch_size: int = 64,
     lr: float = 3e-3,
+    anneal: bool = False,
 ) -> Fitness:
     """Fitness of a DAG: accuracy on ``valid`` of its :class:`~archlearn.graphs.SparseFFN`
-    after ``epochs`` of Adam on ``train`` (flattened inputs).
+    after ``epochs`` of Adam on ``train`` (flattened inputs; ``anneal``: one-cycle learning rate).
 
     >>> import torch
     >>> data = TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
@@ -398,7 +399,7 @@ def ffn_fitness(
 
     def fitness(graph: nx.DiGraph, seed: int) -> float:
         return train_ffn(graph, train, valid, num_classes, epochs=epochs, batch_size=batch_size,
-                         lr=lr, seed=seed)
+                         lr=lr, seed=seed, anneal=anneal)
 
     return fitness
 
