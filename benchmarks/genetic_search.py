@@ -24,10 +24,13 @@ files in ``--state-dir`` (``--resume`` continues them).
 from __future__ import annotations
 
 import argparse
+import resource
 import shlex
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ RESULTS = Path(__file__).parent / "results"
 #: 40 inputs, so more epochs cost little, and they learn too slowly at 3e-3 to rank structures.
 DATASET_DEFAULTS = {
     "mnist5k": {"epochs": 2, "lr": 3e-3},
-    "mnist1d": {"epochs": 5, "lr": 1e-2},
+    "mnist1d": {"epochs": 10, "lr": 1e-2},
 }
 STRATEGIES = {  # name -> search() arguments
     "ga+predictor": {"strategy": "ga", "use_predictor": True},
@@ -63,7 +66,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--datasets", default="mnist5k,mnist1d",
                    help="comma list of mnist5k, mnist1d, digits, cifar10 (needs --cifar-path)")
     p.add_argument("--cifar-path", default=None, help="folder of CIFAR-10 python batches")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=10,
+                   help="searches per strategy; one search's best is a noisy max, so 3 are few")
     p.add_argument("--budget", type=int, default=40, help="networks trained per search")
     p.add_argument("--population", type=int, default=8)
     p.add_argument("--offspring", type=int, default=4, help="networks trained per generation")
@@ -73,8 +77,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-nodes", type=int, default=30, help="largest genome the GA may grow")
     p.add_argument("--epochs", type=int, default=None, help="default: per data set, else 2")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--anneal", action=argparse.BooleanOptionalAction, default=False,
-                   help="one-cycle learning rate in every training")
+    p.add_argument("--anneal", action=argparse.BooleanOptionalAction, default=True,
+                   help="one-cycle learning rate in every training (less seed noise)")
+    p.add_argument("--jobs", type=int, default=2, help="data sets searched in parallel")
     p.add_argument("--lr", type=float, default=None, help="default: per data set, else 3e-3")
     p.add_argument("--test-repeats", type=int, default=3,
                    help="retrainings of each search's best genome averaged for its test score")
@@ -117,6 +122,11 @@ def predictor_quality(evaluated: list[dict[str, Any]]) -> float | None:
 
 def mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else float("nan")
+
+
+def sem(xs: list[float]) -> float:
+    """Standard error of the mean (nan below two values)."""
+    return statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
 
 
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -170,7 +180,9 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         curves[strategy] = [r["history"] for r in runs]
     out["summary"] = {
         s: {"best_fitness_mean": mean([r["best_fitness"] for r in runs]),
+            "best_fitness_sem": sem([r["best_fitness"] for r in runs]),
             "best_test_accuracy_mean": mean([r["best_test_accuracy"] for r in runs]),
+            "best_test_accuracy_sem": sem([r["best_test_accuracy"] for r in runs]),
             "mean_fitness_trained": mean([r["mean_fitness_trained"] for r in runs]),
             "seconds_mean": mean([r["seconds"] for r in runs])}
         for s, runs in out["runs"].items()
@@ -181,6 +193,13 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "ga+predictor": summ["ga+predictor"]["best_fitness_mean"],
         "random": summ["random"]["best_fitness_mean"],
         "passed": summ["ga+predictor"]["best_fitness_mean"] > summ["random"]["best_fitness_mean"],
+        # Paired by seed (both searches of a seed start from the same random population).
+        "seeds_won_valid": sum(a["best_fitness"] > b["best_fitness"] for a, b in
+                               zip(out["runs"]["ga+predictor"], out["runs"]["random"])),
+        "seeds_won_test": sum(a["best_test_accuracy"] > b["best_test_accuracy"] for a, b in
+                              zip(out["runs"]["ga+predictor"], out["runs"]["random"])),
+        "test_passed": (summ["ga+predictor"]["best_test_accuracy_mean"]
+                        > summ["random"]["best_test_accuracy_mean"]),
     }
     plot = Path(args.out).with_name(f"{Path(args.out).stem}_{name}.png")
     plot_searches(curves, plot, title=f"{name}: {args.budget} trainings, {args.seeds} seeds")
@@ -208,11 +227,20 @@ def main(argv: list[str] | None = None) -> None:
         "datasets": {},
     }
     start, cpu_start = time.perf_counter(), time.process_time()
-    for name in args.datasets.split(","):
-        payload["datasets"][name] = run_dataset(name, args)
-        payload["seconds"] = time.perf_counter() - start
-        payload["cpu_seconds"] = time.process_time() - cpu_start  # the idle-machine cost
-        write_json(Path(args.out), payload)  # after each data set: partial results survive
+    names = args.datasets.split(",")
+    # One process per data set (--jobs at a time): each is a long single-threaded loop.
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
+        futures = {pool.submit(run_dataset, name, args): name for name in names}
+        for future in as_completed(futures):
+            payload["datasets"][futures[future]] = future.result()
+            payload["seconds"] = time.perf_counter() - start
+            write_json(Path(args.out), payload)  # after each data set: partial results survive
+    payload["datasets"] = {n: payload["datasets"][n] for n in names}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined by now
+    payload["cpu_seconds"] = (time.process_time() - cpu_start + children.ru_utime
+                              + children.ru_stime)  # the idle-machine cost
+    write_json(Path(args.out), payload)
     for name, res in payload["datasets"].items():
         print(f"\n{name} (mean of {args.seeds} seeds, {args.budget} trainings each)")
         print(f"{'search':14s} {'best valid':>10s} {'test of best':>12s} {'mean trained':>12s}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -18,6 +19,9 @@ from archlearn.experiments import paper
 from archlearn.experiments.common import write_json
 
 OUT = Path(__file__).parent / "results" / "paper"
+
+
+NAMES = ["table31", "svd", "hyper", "classes", "depth", "bayesopt", "pretrained"]
 
 
 def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
@@ -43,13 +47,16 @@ def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
         result = paper.pretrained(epochs=short, finetune=max(short // 2, 1), **src)
     else:
         raise SystemExit(f"unknown experiment {name!r}")
+    if "provenance" in result:  # the command as run, flags included (threads, data, epochs)
+        result["provenance"]["command"] = "python -m benchmarks.paper_experiments " + " ".join(
+            [name, *(a for a in sys.argv[1:] if a not in NAMES + ["all"])])
     write_json(out / f"{name}.json", result)
     print(f"wrote {out / f'{name}.json'}")
     return result
 
 
 def main() -> None:
-    names = ["table31", "svd", "hyper", "classes", "depth", "bayesopt", "pretrained"]
+    names = NAMES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="+", choices=names + ["all"])
     parser.add_argument("--seeds", type=int, default=3)
