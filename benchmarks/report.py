@@ -220,6 +220,11 @@ def paper_section() -> str:
     return "".join(out)
 
 
+def _pm(sem: float | None) -> str:
+    """`` +- sem`` when the results file has a standard error, else nothing."""
+    return "" if sem is None or sem != sem else f" +- {sem:.3f}"
+
+
 def structure_section() -> str:
     out = ["\n# Paper 3 (Stier et al.): structure, prediction and search\n"]
     sp = _load("structure_prediction.json")
@@ -276,7 +281,8 @@ def structure_section() -> str:
                    f"{budget['screen']}x as many; at most {budget['max_nodes']} hidden units. "
                    "Fitness is validation accuracy (held out of training); each search's best "
                    f"genome is retrained {budget['test_repeats']}x on all training data and "
-                   f"scored on test. Mean +- standard error over {seeds} seeds; *seeds won* "
+                   f"scored on test. Mean over {seeds} seeds (+- standard error where the results "
+                   "file records it); *seeds won* "
                    "compares ga+predictor with random search of the same seed (both start "
                    "from the same random population).\n\n| data | search | best validation | "
                    "test of best | mean fitness of trained nets | seeds won vs random "
@@ -286,10 +292,10 @@ def structure_section() -> str:
             for search, r in d["summary"].items():
                 won = (f"{acc['seeds_won_valid']}/{seeds} / {acc['seeds_won_test']}/{seeds}"
                        if search == "ga+predictor" and "seeds_won_valid" in acc else "")
-                out.append(f"| {name} | {search} | {r['best_fitness_mean']:.3f} +- "
-                           f"{r.get('best_fitness_sem', float('nan')):.3f} | "
-                           f"{r['best_test_accuracy_mean']:.3f} +- "
-                           f"{r.get('best_test_accuracy_sem', float('nan')):.3f} | "
+                out.append(f"| {name} | {search} | {r['best_fitness_mean']:.3f}"
+                           f"{_pm(r.get('best_fitness_sem'))} | "
+                           f"{r['best_test_accuracy_mean']:.3f}"
+                           f"{_pm(r.get('best_test_accuracy_sem'))} | "
                            f"{r['mean_fitness_trained']:.3f} | {won} |\n")
         for name in gs["datasets"]:
             out.append(f"\n![{name}](../benchmarks/results/genetic_search_{name}.png)\n")
