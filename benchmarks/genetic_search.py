@@ -24,13 +24,10 @@ files in ``--state-dir`` (``--resume`` continues them).
 from __future__ import annotations
 
 import argparse
-import resource
 import shlex
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +42,7 @@ from archlearn import data
 from archlearn.experiments.common import write_json
 from archlearn.search.genetic import Genome, ffn_fitness, plot_searches, search
 from archlearn.search.training import train_ffn
+from benchmarks.parallel import completed, cpu_seconds
 
 RESULTS = Path(__file__).parent / "results"
 #: Short-training settings per data set (``--epochs`` / ``--lr`` override them): mnist1d nets have
@@ -228,18 +226,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     start, cpu_start = time.perf_counter(), time.process_time()
     names = args.datasets.split(",")
-    # One process per data set (--jobs at a time): each is a long single-threaded loop.
-    spawn = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
-        futures = {pool.submit(run_dataset, name, args): name for name in names}
-        for future in as_completed(futures):
-            payload["datasets"][futures[future]] = future.result()
-            payload["seconds"] = time.perf_counter() - start
-            write_json(Path(args.out), payload)  # after each data set: partial results survive
+    for name, result in completed(run_dataset, names, args.jobs, args):
+        payload["datasets"][name] = result
+        payload["seconds"] = time.perf_counter() - start
+        write_json(Path(args.out), payload)  # after each data set: partial results survive
     payload["datasets"] = {n: payload["datasets"][n] for n in names}
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined by now
-    payload["cpu_seconds"] = (time.process_time() - cpu_start + children.ru_utime
-                              + children.ru_stime)  # the idle-machine cost
+    payload["cpu_seconds"] = cpu_seconds(cpu_start)
     write_json(Path(args.out), payload)
     for name, res in payload["datasets"].items():
         print(f"\n{name} (mean of {args.seeds} seeds, {args.budget} trainings each)")

@@ -25,7 +25,7 @@ NAMES = ["table31", "svd", "hyper", "classes", "depth", "bayesopt", "pretrained"
 
 
 def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
-        source: dict | None = None) -> dict:
+        source: dict | None = None) -> None:
     """Run experiment ``name``; ``source`` = ``{"dataset": ..., "path": ...}`` (default mnist5k)."""
     src = source or {}
     if name == "table31":
@@ -52,13 +52,11 @@ def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
             [name, *(a for a in sys.argv[1:] if a not in NAMES + ["all"])])
     write_json(out / f"{name}.json", result)
     print(f"wrote {out / f'{name}.json'}")
-    return result
 
 
 def main() -> None:
-    names = NAMES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", nargs="+", choices=names + ["all"])
+    parser.add_argument("experiment", nargs="+", choices=NAMES + ["all"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20, help="table 3.1, SVD and bayesopt")
     parser.add_argument("--short-epochs", type=int, default=10, help="the other experiments")
@@ -80,7 +78,7 @@ def main() -> None:
         except (ArchlearnError, OSError) as error:
             raise SystemExit(f"error: --data {args.data}: {error}") from None
     out.mkdir(parents=True, exist_ok=True)
-    for name in names if "all" in args.experiment else args.experiment:
+    for name in NAMES if "all" in args.experiment else args.experiment:
         if name == "bayesopt":
             (out / "optuna.db").unlink(missing_ok=True)  # a fresh study each run
         run(name, args.seeds, args.epochs, args.short_epochs, out, source)

@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shlex
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ from archlearn import data
 from archlearn.experiments.common import write_json
 from archlearn.graphs import FEATURE_NAMES, reber_dataset
 from archlearn.search.predictor import fit_predictors, structure_dataset
+from benchmarks.parallel import completed, cpu_seconds
 
 RESULTS = Path(__file__).parent / "results"
 #: Darji's thesis CSV values (research/PAPERS.md): R^2 of 90/10 splits, 200 graphs per cell,
@@ -119,7 +117,7 @@ def summarise(rows: list[dict[str, Any]], seed: int) -> dict[str, Any]:
 FFN = "ffn"  # the feed-forward job's name among the cell types
 
 
-def cell_rows(args: argparse.Namespace, cell: str) -> tuple[list[dict[str, Any]], dict | None]:
+def cell_rows(cell: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict | None]:
     """Train one cell type's random-prior nets (run in a worker process)."""
     torch.set_num_threads(1)
     if cell == FFN:
@@ -171,26 +169,18 @@ def main(argv: list[str] | None = None) -> None:
         "cells": {},
     }
     jobs = [c for c in args.cells.split(",") if c] + ([FFN] if args.ffn_data else [])
-    # One process per cell type (--jobs at a time): each is a long single-threaded loop.
-    spawn = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
-        futures = {pool.submit(cell_rows, args, cell): cell for cell in jobs}
-        for future in as_completed(futures):
-            cell, (rows, described) = futures[future], future.result()
-            name = f"ffn_{args.ffn_data}" if cell == FFN else cell
-            payload["cells"][name] = summarise(rows, args.seed)
-            if described:
-                payload["cells"][name]["data"] = described
-            payload["seconds"] = time.perf_counter() - start
-            write_json(Path(args.out), payload)  # after each cell: partial results survive
-            report(name, payload["cells"][name])
+    for cell, (rows, described) in completed(cell_rows, jobs, args.jobs, args):
+        name = f"ffn_{args.ffn_data}" if cell == FFN else cell
+        payload["cells"][name] = summarise(rows, args.seed)
+        if described:
+            payload["cells"][name]["data"] = described
+        payload["seconds"] = time.perf_counter() - start
+        write_json(Path(args.out), payload)  # after each cell: partial results survive
+        report(name, payload["cells"][name])
     order = [c for c in jobs if c != FFN] + [f"ffn_{args.ffn_data}"]
     payload["cells"] = {c: payload["cells"][c] for c in order if c in payload["cells"]}
     payload["seconds"] = time.perf_counter() - start
-    # CPU seconds: what the run costs on an idle machine (wall time counts other users' load).
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined by now
-    payload["cpu_seconds"] = (time.process_time() - cpu_start + children.ru_utime
-                              + children.ru_stime)
+    payload["cpu_seconds"] = cpu_seconds(cpu_start)
     finish(payload, Path(args.out))
 
 

@@ -1,0 +1,40 @@
+"""Run independent benchmark jobs in worker processes and count the CPU they used.
+
+The long benchmarks (structure prediction per cell type, genetic search per data set) are
+single-threaded loops; on 2 cores two of them run side by side.
+
+>>> import time
+>>> start = time.process_time()
+>>> sorted(r for _, r in completed(abs, [-2, 1], jobs=1))
+[1, 2]
+>>> cpu_seconds(start) >= 0
+True
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Any
+
+
+def completed(fn: Callable[..., Any], items: Iterable[Any], jobs: int,
+              *args: Any) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item, *args))`` as each worker finishes, ``jobs`` processes at a time.
+
+    Spawned (not forked) workers: torch's thread pools do not survive a fork safely.
+    """
+    with ProcessPoolExecutor(max_workers=max(jobs, 1), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(fn, item, *args): item for item in items}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def cpu_seconds(start: float) -> float:
+    """CPU seconds of this process since ``start`` (``time.process_time()``) plus every joined
+    worker's: what the run costs on an idle machine (wall time counts other users' load)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() - start + children.ru_utime + children.ru_stime
