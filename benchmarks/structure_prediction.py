@@ -148,15 +148,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.refit:
         refit(Path(args.refit), Path(args.out), command.strip())
         return
-    n = args.strings + args.test_strings
-    train, test = reber_dataset(n, seed=args.seed, split=args.strings / n)
+    n = args.strings + args.test_strings  # the workers build the strings; here only the sizes
     budget = {k: v for k, v in vars(args).items() if k not in ("out", "progress")}
     payload: dict[str, Any] = {
         "provenance": {
             "command": command.strip(), "archlearn": al.__version__,
             "torch": torch.__version__, "python": sys.version.split()[0],
             "threads": torch.get_num_threads(), "seed": args.seed, "budget": budget,
-            "reber": f"reber_dataset({n}, seed={args.seed}): {len(train)} train / {len(test)} "
+            "reber": f"reber_dataset({n}, seed={args.seed}): {args.strings} train / "
+                     f"{args.test_strings} "
                      "test strings; Embedding(128, 50) -> sparse_network(graph, 50, 2, cell), "
                      "read at each string's last letter; Adam (one-cycle learning rate "
                      "when anneal); batches of similar lengths",
