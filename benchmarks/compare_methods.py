@@ -7,11 +7,12 @@ Adam (lr 1e-3, batch 64, archlearn's ``Trainer``); per seed the weights are init
 
 * ``dense baseline``: the unpruned net, ``E`` epochs. Its state after ``E // 2`` epochs (the same
   run, snapshot at that epoch) is the dense half-run every peer starts from.
-* archlearn rows, each method with its default options (``train_learned``: attach, train ``E``
-  epochs, shrink, measure the shrunk model): ``tsrelu``; ``tsrelu depth=all`` (depth gates on
-  every layer that may become linear); ``l0``; ``diffsparse``; ``switcher`` (``steps_per_epoch``
-  from the loader). ``slimming`` needs BatchNorm: LeNet-5 and LeNet-300-100 have none, so it runs
-  only on the MLP task, on ``models.mlp(784, [300, 100], 10, batchnorm=True)`` (marked "(BN)").
+* archlearn rows: every registered method with its default options (``train_learned``: attach,
+  train ``E`` epochs, shrink, measure the shrunk model; the run supplies ``total_steps`` and
+  ``steps_per_epoch``), plus ``tsrelu depth=all`` (depth gates on every layer that may become
+  linear). A method that cannot gate the task's model (``slimming`` needs BatchNorm: LeNet-5 and
+  LeNet-300-100 have none) runs only on the MLP task, on
+  ``models.mlp(784, [300, 100], 10, batchnorm=True)`` (marked "(BN)").
 * peers, from the dense half-run, pruned once, then fine-tuned ``E - E // 2`` epochs with a fresh
   Adam: Torch-Pruning structured pruning (``BasePruner``, uniform ratio per layer, no global
   pruning, final Linear ignored; as in ``benchmarks/peer_torch_pruning.py``) with L1 magnitude
@@ -47,9 +48,11 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from archlearn import data, models
+import archlearn as al
+from archlearn import ArchlearnError, data, models
 from archlearn.experiments.common import provenance, summarise, train_learned, write_json
-from archlearn.train import TrainConfig, Trainer, evaluate, steps_per_epoch
+from archlearn.methods import names
+from archlearn.train import TrainConfig, Trainer, evaluate
 
 RESULTS = Path(__file__).parent / "results"
 UNSTRUCTURED = "torch global_unstructured L1 80% + fine-tune"
@@ -69,16 +72,22 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 
 
-def archlearn_rows(spe: int) -> list[tuple[str, str, dict, bool]]:
-    """(row name, method, options, needs the BatchNorm model)."""
-    return [
-        ("tsrelu", "tsrelu", {}, False),
-        ("tsrelu depth=all", "tsrelu", {"depth": "all"}, False),
-        ("l0", "l0", {}, False),
-        ("diffsparse", "diffsparse", {}, False),
-        ("switcher", "switcher", {"steps_per_epoch": spe}, False),
-        ("slimming (BN)", "slimming", {}, True),
-    ]
+# a second row for a method with other options than its defaults (name, method, options)
+EXTRA_ROWS = [("tsrelu depth=all", "tsrelu", {"depth": "all"})]
+
+
+def archlearn_rows() -> list[tuple[str, str, dict]]:
+    """(row name, method, options): every registered method with its defaults, then extras."""
+    return [(name, name, {}) for name in names()] + EXTRA_ROWS
+
+
+def needs_batchnorm(method: str, make, example: torch.Tensor) -> bool:
+    """Whether ``method`` cannot gate the plain model (slimming needs BatchNorm)."""
+    try:
+        al.attach(make(), example, method=method, total_steps=1, steps_per_epoch=1)
+    except ArchlearnError:
+        return True
+    return False
 
 
 def n_params(model: nn.Module) -> int:
@@ -219,7 +228,6 @@ def run_task(task: str, seeds: int, epochs: int) -> tuple[list[dict], dict]:
     splits = data.load("mnist5k", flatten=spec["flatten"])
     example = splits.train.tensors[0][:1]
     grad_batch = (splits.train.tensors[0][:1024], splits.train.tensors[1][:1024])
-    spe = steps_per_epoch(splits.train, 64)
     first, rest = epochs // 2, epochs - epochs // 2
     rows: list[dict] = []
     halves: dict[tuple[int, bool], tuple[dict, float]] = {}
@@ -238,9 +246,11 @@ def run_task(task: str, seeds: int, epochs: int) -> tuple[list[dict], dict]:
             name = "dense baseline (BN)" if bn else "dense baseline"
             rows.append(record(task, name, "baseline", seed, model, splits, seconds))
             log(rows[-1])
-        for name, method, options, bn in archlearn_rows(spe):
+        for name, method, options in archlearn_rows():
+            bn = needs_batchnorm(method, spec["make"], example)
             if makers[bn] is None:
                 continue
+            name = f"{name} (BN)" if bn else name
             torch.manual_seed(seed)
             model = makers[bn]()
             r = train_learned(model, splits, TrainConfig(epochs=epochs, seed=seed,

@@ -1,37 +1,12 @@
-"""Differentiable sparsification: options, gate formula, exact zeros from plain training, shrink."""
+"""Differentiable sparsification: gate formula, penalty, exact zeros from plain training (the
+shared contract is in test_method_contract.py)."""
 
 import pytest
 import torch
-from helpers import settle_batchnorm
 from torch import nn
 
 import archlearn as al
 from archlearn import data, models
-
-FAMILIES = {
-    "mlp": (lambda: models.mlp(64, [32, 24], 10), (8, 64)),
-    "vgg_bn": (lambda: models.tiny_vgg_bn(), (8, 3, 16, 16)),
-    "resnet": (lambda: models.tiny_resnet(), (8, 3, 16, 16)),
-    "concat": (lambda: models.concat_net(), (8, 3, 16, 16)),
-}
-
-
-@pytest.mark.parametrize(
-    ("options", "key"),
-    [
-        ({"bogus": 1}, "bogus"),
-        ({"lam": -1.0}, "lam"),
-        ({"p": 1.0}, "p"),
-        ({"threshold": 1.0}, "threshold"),
-        ({"renorm": "mean"}, "renorm"),
-        ({"optimizer": "rmsprop"}, "optimizer"),
-        ({"lr": 0.0}, "lr"),
-        ({"freeze": 0.5}, "total_steps"),
-    ],
-)
-def test_bad_options_name_the_key(options, key):
-    with pytest.raises(al.ArchlearnError, match=key):
-        al.attach(models.mlp(4, [8], 2), torch.zeros(1, 4), method="diffsparse", **options)
 
 
 @pytest.mark.parametrize("renorm", ["max", "sum"])
@@ -71,46 +46,6 @@ def test_a_group_never_loses_every_unit():
         learner.method.beta[0].copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.1]))
     scale = learner.decisions()[0].scale
     assert scale.tolist() == [0, 0, 0, 0, 0, 1]
-
-
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_shrunk_model_equals_gated_model(family):
-    build, shape = FAMILIES[family]
-    model = build()
-    x = torch.randn(*shape)
-    settle_batchnorm(model, x)
-    learner = al.attach(model, x[:1], method="diffsparse")
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for b in learner.method.beta:
-            b.copy_(torch.randn(b.shape, generator=gen))
-    scales = torch.cat([d.scale for d in learner.decisions()])
-    assert (scales == 0).any() and ((scales > 0) & (scales < 1)).any()
-    before = sum(p.numel() for p in model.parameters())
-    model.eval()
-    with torch.no_grad():
-        gated = model(x)
-        small = learner.shrink().eval()
-        shrunk = small(x)
-    assert torch.allclose(shrunk, gated, atol=1e-5), (shrunk - gated).abs().max()
-    assert sum(p.numel() for p in small.parameters()) < before
-
-
-def test_freeze_stops_the_gates():
-    model = models.mlp(4, [8], 2)
-    learner = al.attach(model, torch.zeros(1, 4), method="diffsparse", total_steps=4,
-                        freeze=0.5, lr=0.5)
-    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
-    for _ in range(2):
-        (nn.functional.cross_entropy(model(x), y) + learner.penalty()).backward()
-        learner.step()
-    frozen = learner.method.beta[0].detach().clone()
-    assert not torch.equal(frozen, torch.zeros(8))
-    assert learner.penalty().item() == 0.0
-    for _ in range(2):
-        nn.functional.cross_entropy(model(x), y).backward()
-        learner.step()
-    assert torch.equal(learner.method.beta[0], frozen)
 
 
 def test_plain_training_reaches_exact_zeros_and_a_smaller_accurate_net():

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from archlearn.errors import ArchlearnError
-from archlearn.methods.base import REGISTRY, parse_options
+from archlearn.methods.base import names, parse_options
 
 DATASETS = ("mnist5k", "mnist-idx")
 
@@ -32,16 +32,25 @@ class RunConfig(BaseModel):
     epochs: int = Field(20, ge=1, le=10_000)
     data: Literal["mnist5k", "mnist-idx"] = "mnist5k"
     data_path: str | None = None
-    method: Literal["tsrelu", "l0", "diffsparse", "switcher"] = "tsrelu"
+    method: str = "tsrelu"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, method: str) -> str:
+        if method not in names():
+            raise ArchlearnError(f"unknown method {method!r}; choose one of {names()}")
+        return method
 
     @model_validator(mode="after")
     def _method_options(self) -> RunConfig:
-        # the run supplies the schedule lengths; everything else is the user's to set
+        # the run supplies the schedule lengths (the base options); the rest is the user's
         supplied = {"total_steps": 1, "steps_per_epoch": 1}
-        fields = REGISTRY[self.method].Options.model_fields
-        parse_options(self.method, {**{k: v for k, v in supplied.items() if k in fields},
-                                    **self.options})
+        taken = sorted(set(supplied) & set(self.options))
+        if taken:
+            raise ArchlearnError(f"option {taken[0]!r} is set by the run (from the epochs and "
+                                 "the data); leave it out")
+        parse_options(self.method, {**supplied, **self.options})
         return self
 
 

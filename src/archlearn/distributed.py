@@ -131,7 +131,7 @@ def _device() -> torch.device:
 
 
 def broadcast_structure(learner: Learner, src: int = 0) -> None:
-    """Copy rank ``src``'s structure parameters and step count to every rank.
+    """Copy rank ``src``'s structure parameters, their modules' buffers and step to every rank.
 
     Call it after ``attach``: methods whose gates start at random values need it, for tsrelu
     (constant start) it is a cheap safeguard. The structure optimizer's state is not sent.
@@ -140,7 +140,7 @@ def broadcast_structure(learner: Learner, src: int = 0) -> None:
         return
     device = _device()
     with torch.no_grad():
-        for p in learner.parameters():
+        for p in [*learner.parameters(), *learner.method.buffers()]:
             buf = p.detach().to(device).clone()
             dist.broadcast(buf, src)
             p.copy_(buf.to(p.device))

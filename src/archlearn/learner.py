@@ -19,7 +19,11 @@ from archlearn.structure.shrink import Decision, shrink
 
 
 class Learner:
-    """Gates attached to a model. Build it with :func:`attach`."""
+    """Gates attached to a model. Build it with :func:`attach`.
+
+    The structure parameters live on the model's device (see :meth:`to`) and follow it when it
+    moves: the first forward pass after ``model.to(...)`` moves them, with their optimizer state.
+    """
 
     def __init__(
         self,
@@ -31,25 +35,61 @@ class Learner:
     ) -> None:
         self.model, self.inputs, self.method = model, inputs, method
         self.groups, self.skipped = groups, skipped
-        self.hooks = GateHooks(model, groups, method.unit_scale, method.depth_scale)
+        self.hooks = GateHooks(model, groups, method.gate, method.depth_gate)
+        self._probe = model.get_submodule(groups[0].sites[0].module)
+        self._follow = model.register_forward_pre_hook(self._follow_model)
         self._arch_cache: tuple[bytes, dict] | None = None
+
+    def _follow_model(self, module: nn.Module, args: Any) -> None:
+        weight = self._probe.weight
+        if weight.device != self.method.device or _dtype_for(weight) != self.method.dtype:
+            self._move(weight.device, _dtype_for(weight))
+
+    def _move(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.method.to(device, dtype)
+        self.inputs = tuple(t.to(device) for t in self.inputs)
+
+    def to(self, *args: Any, **kwargs: Any) -> Learner:
+        """Move the model and the structure parameters, like ``nn.Module.to``; returns ``self``.
+
+        Structure parameters take the model's device and its dtype when that is float32 or
+        float64; a float16/bfloat16 model keeps float32 structure parameters (master copies).
+
+        >>> import archlearn as al
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> learner = al.attach(net, torch.zeros(1, 4), total_steps=10).to(torch.float64)
+        >>> learner.parameters()[0].dtype, net[0].weight.dtype
+        (torch.float64, torch.float64)
+        """
+        self.model.to(*args, **kwargs)
+        weight = self._probe.weight
+        self._move(weight.device, _dtype_for(weight))
+        return self
 
     def penalty(self) -> torch.Tensor:
         """The method's regularizers, a scalar tensor to add to the task loss."""
         return self.method.penalty()
 
-    def step(self) -> None:
-        """Update the structure parameters (call after the user's ``optimizer.step()``)."""
-        params = [p for p in self.method.parameters() if p.grad is not None]
-        if dist.is_available() and dist.is_initialized() and params:
-            # structure parameters are not in the DDP-wrapped module: average their gradients
-            world = dist.get_world_size()
-            for p in params:
-                dist.all_reduce(p.grad)
-                p.grad /= world
-        self.method.after_step()
-        for p in self.method.parameters():
-            p.grad = None
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Update the structure parameters (call after the user's ``optimizer.step()``).
+
+        Under ``torch.distributed`` the structure gradients are averaged over the ranks first
+        (one all-reduce). With mixed precision and a ``GradScaler``, pass it here and call this
+        *before* ``scaler.update()``: the gradients are unscaled with the scale that produced
+        them, and a step whose gradients are not finite is skipped (still counted).
+        """
+        params = self.method.parameters()
+        if params and dist.is_available() and dist.is_initialized():
+            _all_reduce_mean_grads(params)
+        update = True
+        if scaler is not None and scaler.is_enabled():
+            inv = 1.0 / scaler.get_scale()
+            grads = [p.grad for p in params if p.grad is not None]
+            for g in grads:
+                g.mul_(inv)
+            if grads:
+                update = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        self.method.after_step(update=update)
 
     def parameters(self) -> list[torch.Tensor]:
         """The structure parameters (not part of ``model.parameters()``)."""
@@ -66,13 +106,15 @@ class Learner:
         self.method.load_state_dict(state)
 
     def decisions(self) -> list[Decision]:
-        return self.method.decision()
+        """What shrinking would use now (the frozen decision once the structure is frozen)."""
+        return self.method.decided()
 
     def shrink(self) -> nn.Module:
         """A new, smaller model whose eval outputs equal the gated model's.
 
         The recipe that rebuilds it from a fresh instance is kept on it for :func:`archlearn.save`.
         """
+        self._follow_model(self.model, ())
         with self.hooks.suspended():
             small, recipe = shrink(self.model, self.groups, self.decisions(), self.inputs)
         small.archlearn_recipe = recipe
@@ -84,7 +126,8 @@ class Learner:
         ``params`` and ``macs`` are counted on the model :meth:`shrink` would return.
         """
         decisions = self.decisions()
-        key = b"".join(d.scale.numpy().tobytes() + bytes([d.linear]) for d in decisions)
+        key = b"".join(d.scale.detach().cpu().numpy().tobytes() + bytes([d.linear])
+                       for d in decisions)
         if self._arch_cache is None or self._arch_cache[0] != key:
             small = self.shrink()
             layers = [
@@ -103,7 +146,34 @@ class Learner:
     def detach(self) -> nn.Module:
         """Remove the gates' hooks; the model is back to what it was before ``attach``."""
         self.hooks.remove()
+        self._follow.remove()
         return self.model
+
+
+def _dtype_for(weight: torch.Tensor) -> torch.dtype:
+    return weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _all_reduce_mean_grads(params: list[torch.Tensor]) -> None:
+    """Average the structure gradients over the ranks in one collective.
+
+    The structure parameters are not in the DDP-wrapped module, so DDP does not do it. A
+    parameter without a gradient on every rank keeps none (an optimizer skips it, as it would
+    in one process); one with a gradient on some rank gets the mean, zeros counted elsewhere.
+    """
+    like = params[0]
+    present = torch.tensor([p.grad is not None for p in params], dtype=like.dtype,
+                           device=like.device)
+    flat = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                      for p in params] + [present])
+    dist.all_reduce(flat)
+    flags = flat[-len(params):].tolist()  # one host sync
+    flat /= dist.get_world_size()
+    start = 0
+    for p, flag in zip(params, flags):
+        n = p.numel()
+        p.grad = flat[start:start + n].view_as(p).clone() if flag > 0 else None
+        start += n
 
 
 def attach(

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 import archlearn as al
-from archlearn.methods import REGISTRY
 from archlearn.train import TrainConfig, Trainer, evaluate, steps_per_epoch
 
 
@@ -51,8 +50,7 @@ def train_learned(model, splits, config: TrainConfig, method: str = "tsrelu",
     example = splits.test.tensors[0][:1]
     per_epoch = steps_per_epoch(splits.train, config.batch_size)
     total = config.epochs * per_epoch
-    if "steps_per_epoch" in REGISTRY[method].Options.model_fields:  # the switcher alternates
-        options.setdefault("steps_per_epoch", per_epoch)
+    options.setdefault("steps_per_epoch", per_epoch)  # the run's schedule lengths
     learner = al.attach(model, example, method=method, total_steps=total, **options)
     log: list[dict] = []
 

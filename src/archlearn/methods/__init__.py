@@ -1,12 +1,18 @@
-"""Structure-learning methods, one module each, registered by name (see ``base.py``)."""
+"""Structure-learning methods, one module each, registered by name (see ``base.py``).
 
-from archlearn.methods import (
-    diffsparse,  # noqa: F401
-    l0,  # noqa: F401
-    slimming,  # noqa: F401
-    switcher,  # noqa: F401
-    tsrelu,  # noqa: F401
-)
-from archlearn.methods.base import REGISTRY, Method, Options, register
+Every module of this package is imported here, so adding a method is adding one file.
 
-__all__ = ["REGISTRY", "Method", "Options", "register"]
+>>> "tsrelu" in names()
+True
+"""
+
+import importlib
+import pkgutil
+
+from archlearn.methods.base import REGISTRY, Method, Options, names, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["REGISTRY", "Method", "Options", "names", "register"]

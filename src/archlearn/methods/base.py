@@ -1,13 +1,38 @@
-"""The interface every structure-learning method implements, and the registry by name.
+"""The contract every structure-learning method implements, and the registry by name.
 
-A method owns its structure parameters and their optimizer; it never touches shrinking. Its
-duties mirror the L0 reference layers (``regularization``, ``constrain_parameters``, expected
-size): ``penalty()``, ``after_step()`` and ``decision()``, plus the gate applied in the forward
-pass (``unit_scale`` per group, ``depth_scale`` for a layer that may become linear).
+A method is one module in this package: an :class:`Options` subclass (its validated
+hyper-parameters) and a :class:`Method` subclass decorated with :func:`register`. Dropping the
+file here is all it takes: the package imports every module it holds, so the registry, the
+command line, the run config, the shared contract test (``tests/test_method_contract.py``) and
+the comparison benchmark pick the method up by its name.
+
+What a method implements (abstract members, documented below): the gate of a group of coupled
+units (:meth:`Method.unit_scale`, and :meth:`Method.depth_scale` where a layer may become
+linear), its regularizer (:meth:`Method.regularizer`), one update of its structure parameters
+(:meth:`Method.update`) and the decision that shrinking reads (:meth:`Method.decision`).
+
+What the base owns, the same for every method:
+
+* **The schedule.** ``total_steps`` is the number of ``learner.step()`` calls in the whole run;
+  ``warmup`` and ``freeze`` are fractions of it. Before ``warmup`` the structure does not move
+  (no update, penalty 0); from ``freeze`` on it is fixed: the gates are the decision taken at
+  that step, the penalty is 0 and only the weights train (fine-tuning the final architecture).
+  ``total_steps`` is required exactly when a fraction needs it. ``steps_per_epoch`` is the
+  number of ``learner.step()`` calls per epoch, for methods that work by epochs.
+* **The step counter** ``t`` (``learner.step()`` calls so far) and the phase it implies
+  (``"warmup"``, ``"active"``, ``"frozen"``), changed only in :meth:`Method.after_step`, so a
+  forward pass never branches on a counter (``torch.compile`` guards on such values).
+* **Placement.** Structure parameters are created on the model's device, in its floating dtype
+  (float32 master copies for a float16/bfloat16 model: gate steps of 1e-3 vanish in bfloat16's
+  8-bit mantissa); :meth:`Method.to` moves them, their optimizer state and the method's modules.
+* **State.** :meth:`Method.state_dict` / :meth:`Method.load_state_dict` hold the parameters, the
+  optimizer, the step, the frozen decision, the buffers of the method's modules and whatever
+  :meth:`Method.extra_state` adds; loading checks everything before it changes anything.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -20,43 +45,91 @@ from archlearn.structure.shrink import Decision
 
 REGISTRY: dict[str, type[Method]] = {}
 
+WARMUP, ACTIVE, FROZEN = "warmup", "active", "frozen"
+
 
 class Options(BaseModel):
-    """Base of every method's options: unknown keys are errors, values are validated."""
+    """Base of every method's options: the schedule, unknown keys refused, values validated.
+
+    >>> Options(total_steps=100, freeze=0.5).freeze
+    0.5
+    >>> try:
+    ...     Options(freeze=0.5)
+    ... except ValueError as error:
+    ...     print("total_steps is required when freeze is set" in str(error))
+    True
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-
-class OptionalFreeze(Options):
-    """Options of methods whose gates may freeze late in training (a fraction of the run)."""
-
-    total_steps: int | None = Field(None, gt=0, description="optimizer steps of the whole run")
+    total_steps: int | None = Field(
+        None, gt=0, description="learner.step() calls in the whole run (schedules are fractions)"
+    )
+    steps_per_epoch: int | None = Field(
+        None, gt=0, description="learner.step() calls per epoch (methods that work by epochs)"
+    )
+    warmup: float = Field(
+        0.0, ge=0, lt=1, description="fraction of total_steps before the structure moves"
+    )
     freeze: float | None = Field(
-        None, gt=0, le=1, description="fraction of total_steps after which the gates freeze"
+        None, gt=0, le=1,
+        description="fraction of total_steps after which the structure is fixed (None: never)",
     )
 
     @model_validator(mode="after")
-    def _freeze_needs_total(self):
-        if self.freeze is not None and self.total_steps is None:
-            raise ValueError("total_steps is required when freeze is set")
+    def _fractions_need_total_steps(self):
+        if self.total_steps is None:
+            for key in ("freeze", "warmup"):
+                value = getattr(self, key)
+                if value:
+                    raise ValueError(
+                        f"total_steps is required when {key} is set ({key}={value} is a "
+                        f"fraction of the run; pass total_steps, or {key}="
+                        f"{'None' if key == 'freeze' else '0'})"
+                    )
         return self
 
 
-def freeze_reached(options: OptionalFreeze, step: int) -> bool:
-    """Whether ``step`` is past the freeze point (never, when no freeze is set)."""
-    return options.freeze is not None and step >= options.freeze * options.total_steps
-
-
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under ``cls.name``."""
-    REGISTRY[cls.name] = cls
+    """Class decorator adding a method to the registry under ``cls.name``; a taken name is refused.
+
+    >>> try:
+    ...     register(REGISTRY["tsrelu"])
+    ... except ArchlearnError as error:
+    ...     print(str(error)[:45])
+    a method named 'tsrelu' is already registered
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ArchlearnError(f"{cls.__qualname__} needs a class attribute `name` (a string)")
+    if name in REGISTRY:
+        raise ArchlearnError(
+            f"a method named {name!r} is already registered ({REGISTRY[name].__module__}."
+            f"{REGISTRY[name].__qualname__}); choose another name for {cls.__qualname__}"
+        )
+    options = getattr(cls, "Options", None)
+    if not (isinstance(options, type) and issubclass(options, Options)):
+        raise ArchlearnError(f"{cls.__qualname__}.Options must subclass methods.base.Options")
+    if getattr(cls, "__abstractmethods__", None):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise ArchlearnError(f"{cls.__qualname__} does not implement {missing}")
+    REGISTRY[name] = cls
     return cls
+
+
+def names() -> list[str]:
+    """The registered method names, sorted.
+
+    >>> {"tsrelu", "l0", "slimming"} <= set(names())
+    True
+    """
+    return sorted(REGISTRY)
 
 
 def parse_options(method: str, options: dict[str, Any]) -> Options:
     """Validate options for a method; one clear ``ArchlearnError`` naming the bad key otherwise."""
     if method not in REGISTRY:
-        raise ArchlearnError(f"unknown method {method!r}; choose one of {sorted(REGISTRY)}")
+        raise ArchlearnError(f"unknown method {method!r}; choose one of {names()}")
     fields = REGISTRY[method].Options.model_fields
     unknown = sorted(set(options) - set(fields))
     if unknown:  # named first: a misspelt key matters more than a missing one
@@ -67,68 +140,296 @@ def parse_options(method: str, options: dict[str, Any]) -> Options:
         return REGISTRY[method].Options(**options)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "options"
+        key = str(err["loc"][0]) if err["loc"] else "options"  # the option, not its union arm
         got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
+        if not err["loc"]:  # a model validator: the message names the keys itself
+            got = ""
         raise ArchlearnError(f"{method} option {key!r}: {err['msg']}{got}") from None
 
 
-class Method:
-    """Base class: structure parameters for a list of unit groups."""
+def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where a model's structure parameters belong: its device, and its dtype when float32/64.
+
+    Half-precision models get float32 structure parameters (master copies, cast in the hooks).
+
+    >>> placement(nn.Linear(2, 2).double())
+    (device(type='cpu'), torch.float64)
+    >>> placement(nn.Linear(2, 2).bfloat16())
+    (device(type='cpu'), torch.float32)
+    """
+    for p in model.parameters():
+        if p.is_floating_point():
+            dtype = p.dtype if p.dtype in (torch.float32, torch.float64) else torch.float32
+            return p.device, dtype
+    return torch.device("cpu"), torch.float32
+
+
+class Method(ABC):
+    """Structure parameters for a list of unit groups, and the schedule that drives them.
+
+    Subclasses set ``name`` and ``Options`` and implement the abstract members; the learner
+    calls only :meth:`gate`, :meth:`depth_gate`, :meth:`penalty`, :meth:`after_step`,
+    :meth:`decided`, :meth:`parameters`, :meth:`to` and the state methods.
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type[Options]]
 
     def __init__(self, model: nn.Module, groups: list[UnitGroup], options: Options) -> None:
         self.model, self.groups, self.options = model, groups, options
+        self.device, self.dtype = placement(model)
         self.params: dict[str, torch.Tensor] = {}
-        self.t = 0  # learner.step() calls so far
+        self.modules: dict[str, nn.Module] = {}
         self.optimizer: torch.optim.Optimizer | None = None
+        self.t = 0  # learner.step() calls so far
+        self.frozen_decisions: list[Decision] | None = None
+        self.phase = WARMUP if self._warmup_steps() > 0 else ACTIVE
 
+    # -- what a method implements ------------------------------------------------------------
+    @abstractmethod
+    def unit_scale(self, i: int) -> torch.Tensor:
+        """Per-unit gate of group ``i`` while the structure is learned: shape ``[size]``.
+
+        Multiplies the inputs of the group's consumers in the forward pass; gradients reaching
+        it train the structure. After the freeze the base returns the frozen decision instead.
+        """
+
+    def depth_scale(self, i: int) -> torch.Tensor | None:
+        """Scalar in [0, 1] mixing group ``i``'s activation toward the identity (1: linear).
+
+        ``None`` (the default) for methods or groups that do not learn depth.
+        """
+        return None
+
+    @abstractmethod
+    def regularizer(self) -> torch.Tensor:
+        """The method's penalty while the structure is learned (a scalar on ``self.device``)."""
+
+    @abstractmethod
+    def decision(self) -> list[Decision]:
+        """Per group: the unit scales to fold into the weights (0 removes a unit) and linearity.
+
+        In eval mode the gated model's outputs must equal those of the model shrunk with it.
+        """
+
+    def update(self) -> None:
+        """One update of the structure parameters (gradients are in ``.grad``).
+
+        Called by :meth:`after_step` only in the active phase. The default steps the method's
+        optimizer; override to add constraints (clipping, projection) or alternation.
+        """
+        if self.optimizer is not None:
+            self.optimizer.step()
+
+    def advanced(self) -> None:
+        """Called after every ``learner.step()`` once ``t`` has moved on (all phases)."""
+        return None  # nothing by default
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific state for checkpoints (tensors and plain values only)."""
+        return {}
+
+    def check_extra_state(self, state: dict[str, Any]) -> None:
+        """Raise ``ArchlearnError`` when ``state`` (from :meth:`extra_state`) does not fit."""
+        return None  # nothing by default
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved (already checked)."""
+        return None  # nothing by default
+
+    def moved(self) -> None:
+        """Called after :meth:`to` moved the parameters: move what else the method holds."""
+        return None  # nothing by default
+
+    # -- building blocks for subclasses ------------------------------------------------------
     def new_param(self, key: str, value: torch.Tensor) -> torch.Tensor:
-        p = value.detach().clone().float().requires_grad_(True)
+        """A structure parameter initialised from ``value``, on the method's device and dtype."""
+        p = value.detach().to(self.device, self.dtype).clone().requires_grad_(True)
         self.params[key] = p
         return p
 
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.params.values())
+    def new_module(self, key: str, module: nn.Module) -> nn.Module:
+        """A module of structure parameters (e.g. a meta-network), moved and registered."""
+        module = module.to(self.device, self.dtype)
+        self.modules[key] = module
+        for name, p in module.named_parameters():
+            self.params[f"{key}.{name}"] = p
+        return module
 
-    def unit_scale(self, i: int) -> torch.Tensor:
-        raise NotImplementedError
+    def full(self, size: int | tuple[int, ...], value: float) -> torch.Tensor:
+        """A constant tensor on the method's device and dtype (no gradient)."""
+        shape = (size,) if isinstance(size, int) else size
+        return torch.full(shape, value, device=self.device, dtype=self.dtype)
 
-    def depth_scale(self, i: int) -> torch.Tensor | None:
-        return None
+    # -- the schedule ------------------------------------------------------------------------
+    def _warmup_steps(self) -> float:
+        o = self.options
+        return o.warmup * o.total_steps if o.total_steps else 0.0
+
+    def _freeze_due(self) -> bool:
+        o = self.options
+        return o.freeze is not None and o.total_steps is not None and (
+            self.t >= o.freeze * o.total_steps)
+
+    @property
+    def warming_up(self) -> bool:
+        return self.phase == WARMUP
+
+    @property
+    def frozen(self) -> bool:
+        return self.phase == FROZEN
+
+    # -- what the learner calls --------------------------------------------------------------
+    def gate(self, i: int) -> torch.Tensor:
+        """The unit scale the forward pass applies to group ``i`` now."""
+        if self.frozen_decisions is not None:
+            return self.frozen_decisions[i].scale
+        return self.unit_scale(i)
+
+    def depth_gate(self, i: int) -> torch.Tensor | None:
+        """The depth scale the forward pass applies to group ``i`` now (``None``: none)."""
+        if self.frozen_decisions is not None:
+            return self._frozen_depth[i]
+        return self.depth_scale(i)
+
+    def decided(self) -> list[Decision]:
+        """The decision shrinking uses now: the frozen one after the freeze."""
+        if self.frozen_decisions is not None:
+            return [Decision(d.scale.clone(), d.linear) for d in self.frozen_decisions]
+        return self.decision()
 
     def penalty(self) -> torch.Tensor:
-        return torch.zeros(())
+        """The regularizer in the active phase, else 0."""
+        if self.phase != ACTIVE:
+            return torch.zeros((), device=self.device, dtype=self.dtype)
+        return self.regularizer()
 
-    def after_step(self) -> None:
-        """One update of the structure parameters with the method's own optimizer."""
-        if self.optimizer is not None:
-            self.optimizer.step()
+    def after_step(self, update: bool = True) -> None:
+        """One ``learner.step()``: update (when active and ``update``), advance, change phase."""
+        if self.phase == ACTIVE and update:
+            self.update()
+        self.zero_grad()
         self.t += 1
+        self.advanced()
+        self._set_phase()
 
-    def decision(self) -> list[Decision]:
-        raise NotImplementedError
+    def _set_phase(self) -> None:
+        if self.frozen_decisions is None and self._freeze_due():
+            self.freeze_now()
+        elif self.frozen_decisions is None:
+            self.phase = WARMUP if self.t < self._warmup_steps() else ACTIVE
+
+    def freeze_now(self) -> None:
+        """Fix the structure at the current decision (the schedule calls this at ``freeze``)."""
+        with torch.no_grad():
+            decisions = [Decision(d.scale.detach().to(self.device).clone(), d.linear)
+                         for d in self.decision()]
+        self._set_frozen(decisions)
+
+    def _set_frozen(self, decisions: list[Decision]) -> None:
+        self.frozen_decisions = decisions
+        one = torch.ones((), device=self.device, dtype=self.dtype)
+        self._frozen_depth = [one if d.linear else None for d in decisions]
+        self.phase = FROZEN
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The structure parameters (not part of ``model.parameters()``)."""
+        return list(self.params.values())
+
+    def to(self, device: torch.device | str | None = None,
+           dtype: torch.dtype | None = None) -> Method:
+        """Move the structure parameters, their optimizer state and the method's modules."""
+        device = torch.device(device) if device is not None else self.device
+        dtype = dtype or self.dtype
+        if (device, dtype) == (self.device, self.dtype):
+            return self
+        self.device, self.dtype = device, dtype
+        with torch.no_grad():
+            for module in self.modules.values():
+                module.to(device, dtype)  # keeps parameter identity (the optimizer's references)
+            for p in self.params.values():
+                p.data = p.data.to(device, dtype)
+                if p.grad is not None:
+                    p.grad = p.grad.to(device, dtype)
+        if self.optimizer is not None:
+            # load_state_dict casts every state tensor to its parameter's device and dtype
+            self.optimizer.load_state_dict(self.optimizer.state_dict())
+        if self.frozen_decisions is not None:
+            self._set_frozen([Decision(d.scale.to(device), d.linear)
+                              for d in self.frozen_decisions])
+        self.moved()
+        return self
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def buffers(self) -> list[torch.Tensor]:
+        """Buffers of the method's modules (e.g. BatchNorm statistics of a meta-network)."""
+        return list(self._buffers().values())
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        return {f"{key}.{name}": b for key, m in self.modules.items()
+                for name, b in m.named_buffers()}
 
     def state_dict(self) -> dict[str, Any]:
+        frozen = self.frozen_decisions
         return {
+            "groups": [[g.name, g.size] for g in self.groups],
             "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "buffers": {k: v.detach().clone() for k, v in self._buffers().items()},
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "t": self.t,
+            "frozen": None if frozen is None else {
+                "scales": [d.scale.detach().clone() for d in frozen],
+                "linear": [d.linear for d in frozen],
+            },
+            "extra": self.extra_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = set(self.params) ^ set(state["params"])
-        if missing:
-            raise ArchlearnError(f"structure state does not fit this model: keys {sorted(missing)}")
+        """Restore a :meth:`state_dict`; checked whole first, so a misfit changes nothing."""
+        self._check_state(state)
         with torch.no_grad():
             for k, v in state["params"].items():
-                if v.shape != self.params[k].shape:
-                    raise ArchlearnError(
-                        f"structure parameter {k!r} has shape {tuple(v.shape)}, "
-                        f"expected {tuple(self.params[k].shape)}"
-                    )
                 self.params[k].copy_(v)
+            for k, b in self._buffers().items():
+                b.copy_(state["buffers"][k])
         if self.optimizer is not None and state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
         self.t = int(state["t"])
+        frozen = state.get("frozen")
+        if frozen is not None:
+            self._set_frozen([Decision(s.to(self.device, self.dtype), bool(lin))
+                              for s, lin in zip(frozen["scales"], frozen["linear"])])
+        else:
+            self.frozen_decisions = None
+            self._set_phase()
+        self.load_extra_state(state.get("extra") or {})
+
+    def _check_state(self, state: dict[str, Any]) -> None:
+        groups = [[g.name, g.size] for g in self.groups]
+        saved = [[str(n), int(s)] for n, s in state.get("groups", groups)]
+        if saved != groups:
+            raise ArchlearnError(f"{self.name} structure state does not fit this model: it is "
+                                 f"for groups {saved}, this model has {groups}")
+        for what, mine in (("keys", self.params), ("buffers", self._buffers())):
+            theirs = state.get("params" if what == "keys" else "buffers") or {}
+            differ = set(mine) ^ set(theirs)
+            if differ:
+                raise ArchlearnError(
+                    f"{self.name} structure state does not fit this model: {what} {sorted(differ)}")
+            for k, v in theirs.items():
+                if tuple(v.shape) != tuple(mine[k].shape):
+                    raise ArchlearnError(
+                        f"structure parameter {k!r} has shape {tuple(v.shape)}, "
+                        f"expected {tuple(mine[k].shape)}"
+                    )
+        frozen = state.get("frozen")
+        if frozen is not None:
+            shapes = [tuple(s.shape) for s in frozen["scales"]]
+            if shapes != [(g.size,) for g in self.groups]:
+                raise ArchlearnError(f"{self.name} structure state does not fit this model: frozen "
+                                     f"decision shapes {shapes}")
+        self.check_extra_state(state.get("extra") or {})

@@ -31,17 +31,17 @@ Design decisions (ours):
   concentrates them, a clean trade-off set by ``lam``. The alternative ``renorm="sum"``
   (``scale = n g / sum(g)``, also 1 when dense) lets the survivors' scales grow as ``n / k``; the
   task loss itself then rewards concentration (larger activations), so sparsity followed the
-  learning rate more than ``lam``: measured on digits (MLP 64-128-64-10, 30 epochs), ``lam=0``
-  already pruned to 74-34 units with Adam and collapsed the net to 2-1 units with SGD at lr 10,
-  while with ``"max"`` ``lam`` 0 / 1 / 5 / 10 / 20 gave 115-54 / 110-53 / 82-44 / 68-39 / 53-33.
-  The default ``lam=5`` gave 82-44 / 76-45 / 83-44 units at 96.2 / 96.4 / 96.0% (seeds 0/1/2;
-  dense 96.4-96.9%); the first exact zeros appeared in epoch 3 (42 units), 66 by epoch 30.
+  learning rate more than ``lam`` (measured on digits: with ``lam=0`` Adam already pruned
+  much, and SGD at a large learning rate collapsed the net), while with ``"max"`` the width
+  falls steadily as ``lam`` grows. The default ``lam=5`` was picked on digits; measured:
+  docs/RESULTS.md, "Each method's defaults and variants on digits"
+  (``python -m benchmarks.method_settings``).
 * The regularizer of each group is divided by its value at the uniform point, ``n^(1-p)``
   (``normalize=True``): every group then contributes between ``n^(p-1)`` and 1, so wide layers
   do not dominate ``lam``.
 * ``beta`` has its own optimizer (Adam by default, ``optimizer="sgd"`` for the paper's plain SGD).
-* Optional ``freeze`` (a fraction of ``total_steps``): after it the gates stop moving and the
-  penalty is 0, so the weights fine-tune to the final architecture. Default: never.
+* Optional ``freeze`` (the base schedule, a fraction of ``total_steps``): after it the gates are
+  fixed and the penalty is 0, so the weights fine-tune to the final architecture. Default: never.
 * Only the structured mode (units/channels) is implemented. The paper's unstructured mode
   (individual connections) produces masks the shrinking pipeline cannot turn into smaller dense
   layers; use ``archlearn.prune`` for unstructured sparsity.
@@ -54,11 +54,11 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from archlearn.methods.base import Method, OptionalFreeze, freeze_reached, register
+from archlearn.methods.base import Method, Options, register
 from archlearn.structure.shrink import Decision
 
 
-class DiffSparseOptions(OptionalFreeze):
+class DiffSparseOptions(Options):
     lam: float = Field(5.0, ge=0, description="weight of the l_p regularizer")
     p: float = Field(0.5, gt=0, lt=1, description="exponent of the regularizer, 0 < p < 1")
     threshold: float = Field(
@@ -82,36 +82,28 @@ class DiffSparse(Method):
     def __init__(self, model, groups, options: DiffSparseOptions) -> None:
         super().__init__(model, groups, options)
         o = options
-        self.beta = [self.new_param(f"{g.name}.beta", torch.zeros(g.size)) for g in groups]
+        self.beta = [self.new_param(f"{g.name}.beta", self.full(g.size, 0.0)) for g in groups]
         if o.optimizer == "adam":
             self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr)
         else:
             self.optimizer = torch.optim.SGD(self.parameters(), lr=o.lr)
 
-    @property
-    def frozen(self) -> bool:
-        return freeze_reached(self.options, self.t)
-
     def shares(self, i: int) -> torch.Tensor:
         """``a = softmax(beta)`` of group ``i`` (sums to 1)."""
         return torch.softmax(self.beta[i], dim=0)
 
-    def _scale(self, i: int) -> torch.Tensor:
+    def unit_scale(self, i: int) -> torch.Tensor:
         n = self.groups[i].size
         g = torch.relu(self.shares(i) - self.options.threshold / n)
         if self.options.renorm == "max":
             return g / g.max()
         return g * (n / g.sum())
 
-    def unit_scale(self, i: int) -> torch.Tensor:
-        scale = self._scale(i)
-        return scale.detach() if self.frozen else scale
-
-    def penalty(self) -> torch.Tensor:
+    def regularizer(self) -> torch.Tensor:
         o = self.options
-        if self.frozen or o.lam == 0:
-            return torch.zeros(())
-        total = torch.zeros(())
+        total = self.full((), 0.0)
+        if o.lam == 0:
+            return total
         for i, g in enumerate(self.groups):
             term = self.shares(i).pow(o.p).sum()
             if o.normalize:
@@ -119,13 +111,6 @@ class DiffSparse(Method):
             total = total + term
         return o.lam * total
 
-    def after_step(self) -> None:
-        if self.frozen:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.t += 1
-            return
-        super().after_step()
-
     def decision(self) -> list[Decision]:
         with torch.no_grad():
-            return [Decision(scale=self._scale(i).clone()) for i in range(len(self.groups))]
+            return [Decision(scale=self.unit_scale(i).clone()) for i in range(len(self.groups))]

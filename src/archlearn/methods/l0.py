@@ -22,39 +22,41 @@ Design decisions (ours):
   training forward after ``learner.step()`` and reused by every consumer of the group (a group
   with several consumers -- a residual stem -- must see the same gate everywhere) and by any
   further forward before the next ``step()``. The sample is the noise ``u``, not the gate, so every
-  forward builds a fresh graph from ``log_alpha``. Drawing lazily keeps a resumed run identical to
-  an uninterrupted one (nothing random is drawn at ``attach`` or stored between steps).
+  forward builds a fresh graph from ``log_alpha``.
 * ``lam`` is a per-unit price in units of the task loss with the default ``normalize="none"``: a
   unit survives when it lowers the (mean) task loss by more than about ``lam``. Parameter-count
   weighting is not offered (it over-prunes expensive layers such as LeNet's conv2, see
   research/PITFALLS.md).
 * ``log_alpha`` starts at ``log((1 - droprate_init) / droprate_init)`` (the reference code's
-  initialisation, without its small noise) and has its own Adam optimizer. Defaults
-  (``lam=1e-2, lr=2e-2, droprate_init=0.1``) were picked on digits (MLP 64-128-64-10, Adam 1e-3,
-  30 epochs): 100-54 / 96-56 / 101-55 units at 95.6 / 96.2 / 96.7% (seeds 0/1/2; dense
-  96.4-96.9%). The method is sensitive to ``lr`` and ``droprate_init``: ``lr=5e-2`` gave 47-35
-  units at 94.2%, and ``droprate_init=0.3`` with ``lr=5e-2`` emptied both layers (the net then
-  predicts a constant).
-* Optional freeze: after ``freeze * total_steps`` steps the gates stop moving, training uses the
-  deterministic eval gates (no noise) and the penalty is 0, so the weights fine-tune to the final
+  initialisation, without its small noise) and has its own Adam optimizer. The defaults
+  (``lam=1e-2, lr=2e-2, droprate_init=0.1``) were picked on digits; the method is sensitive to
+  ``lr`` and ``droprate_init`` (a larger ``lr`` prunes much more and costs accuracy; a larger
+  ``droprate_init`` with it can empty whole layers). Measured: docs/RESULTS.md, "Each method's
+  defaults and variants on digits" (``python -m benchmarks.method_settings``).
+* The noise has its own generator (on the CPU, so a GPU run draws the same samples), seeded by
+  ``seed`` or, by default, from torch's global RNG at ``attach``; its state is in the
+  checkpoint, so a resumed run draws what the uninterrupted one would.
+* Optional freeze (the base schedule): after ``freeze * total_steps`` steps the gates are the
+  deterministic eval gates (no noise), the penalty is 0, and the weights fine-tune to the final
   architecture. ``freeze=None`` (default) trains the gates to the end, as in the paper.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
-from archlearn.methods.base import Method, OptionalFreeze, freeze_reached, register
+from archlearn.errors import ArchlearnError
+from archlearn.methods.base import Method, Options, register
 from archlearn.structure.shrink import Decision
 
 _EPS = 1e-6
 
 
-class L0Options(OptionalFreeze):
+class L0Options(Options):
     lam: float = Field(
         1e-2, ge=0, description="price of one expected non-zero gate (penalty weight)"
     )
@@ -68,6 +70,9 @@ class L0Options(OptionalFreeze):
     beta: float = Field(2 / 3, gt=0, description="hard-concrete temperature")
     gamma: float = Field(-0.1, lt=0, description="stretch interval lower end (< 0)")
     zeta: float = Field(1.1, gt=1, description="stretch interval upper end (> 1)")
+    seed: int | None = Field(
+        None, ge=0, description="seed of the gates' noise (default: drawn from torch's RNG)"
+    )
 
 
 @register
@@ -82,15 +87,14 @@ class L0(Method):
         o = options
         init = math.log((1 - o.droprate_init) / o.droprate_init)
         self.log_alpha = [
-            self.new_param(f"{g.name}.log_alpha", torch.full((g.size,), init)) for g in groups
+            self.new_param(f"{g.name}.log_alpha", self.full(g.size, init)) for g in groups
         ]
         self.total_units = sum(g.size for g in groups)
         self._noise: dict[int, torch.Tensor] = {}
+        seed = o.seed if o.seed is not None else int(torch.randint(2**62, ()))
+        # the noise's own generator (on the CPU: the same draws on every device), checkpointed
+        self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr)
-
-    @property
-    def frozen(self) -> bool:
-        return freeze_reached(self.options, self.t)
 
     def eval_gate(self, i: int) -> torch.Tensor:
         """The deterministic test-time gate of group ``i`` (differentiable in ``log_alpha``)."""
@@ -99,12 +103,13 @@ class L0(Method):
         return (s * (o.zeta - o.gamma) + o.gamma).clamp(0.0, 1.0)
 
     def unit_scale(self, i: int) -> torch.Tensor:
-        if not self.model.training or self.frozen:
+        if not self.model.training:
             return self.eval_gate(i).detach()
         o = self.options
         u = self._noise.get(i)
         if u is None:
-            u = torch.rand(self.groups[i].size).clamp(_EPS, 1 - _EPS)
+            u = torch.rand(self.groups[i].size, generator=self.generator)
+            u = u.clamp(_EPS, 1 - _EPS).to(self.device, self.dtype)
             self._noise[i] = u
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha[i]) / o.beta)
         return (s * (o.zeta - o.gamma) + o.gamma).clamp(0.0, 1.0)
@@ -114,11 +119,11 @@ class L0(Method):
         o = self.options
         return torch.sigmoid(self.log_alpha[i] - o.beta * math.log(-o.gamma / o.zeta))
 
-    def penalty(self) -> torch.Tensor:
+    def regularizer(self) -> torch.Tensor:
         o = self.options
-        if self.frozen or o.lam == 0:
-            return torch.zeros(())
-        total = torch.zeros(())
+        total = self.full((), 0.0)
+        if o.lam == 0:
+            return total
         for i, g in enumerate(self.groups):
             expected = self.prob_nonzero(i).sum()
             if o.normalize == "group":
@@ -128,18 +133,23 @@ class L0(Method):
             total = total / self.total_units
         return o.lam * total
 
-    def after_step(self) -> None:
+    def advanced(self) -> None:
+        self._noise.clear()  # a fresh sample per step
+
+    def moved(self) -> None:
         self._noise.clear()
-        if self.frozen:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.t += 1
-            return
-        super().after_step()
 
     def decision(self) -> list[Decision]:
         with torch.no_grad():
             return [Decision(scale=self.eval_gate(i).clone()) for i in range(len(self.groups))]
 
-    def load_state_dict(self, state) -> None:
-        super().load_state_dict(state)
+    def extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def check_extra_state(self, state: dict[str, Any]) -> None:
+        if "generator" not in state:
+            raise ArchlearnError("l0 state does not fit: it has no noise generator state")
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
         self._noise.clear()

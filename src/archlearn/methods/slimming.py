@@ -21,21 +21,21 @@ Design decisions (ours):
   shows the accuracy of the pruned net and the gated model in eval mode equals ``shrink()``'s
   output (a pruned unit's BatchNorm outputs beta, not 0; gating the consumers' inputs removes
   it exactly).
-* Prune-and-fine-tune in one run: at step ``prune_at * total_steps`` the mask is computed once and
-  frozen; from then on it is applied in training mode too and the penalty is 0, so the rest of
-  the run is the paper's fine-tuning of the pruned net (default ``prune_at=0.7``; the paper
-  fine-tunes as long as it trained, i.e. 0.5). ``prune_at=1`` never freezes: the mask follows the
-  gammas to the end and is decided at ``shrink()``, with no fine-tuning (measured on digits with
-  a 64-128-64-10 BatchNorm MLP: 66% accuracy without fine-tuning, 97% with ``prune_at=0.7``).
+* Prune-and-fine-tune in one run: the prune step is the base schedule's ``freeze``. At step
+  ``freeze * total_steps`` the mask is computed once and frozen; from then on it is applied in
+  training mode too and the penalty is 0, so the rest of the run is the paper's fine-tuning of
+  the pruned net (default ``freeze=0.7``; the paper fine-tunes as long as it trained, i.e. 0.5).
+  ``freeze=None`` never prunes during training: the mask follows the gammas to the end and is
+  decided at ``shrink()``, with no fine-tuning, which costs a lot of accuracy (docs/RESULTS.md,
+  "Each method's defaults and variants on digits").
 * ``keep_min`` units per group (the most important) always stay, so a global threshold never
   removes a whole layer (the paper's nets could lose one at high ratios).
 * ``lam`` defaults to the paper's 1e-4, chosen for SGD with momentum. Under Adam the L1 term is
   rescaled per parameter and moves all gammas alike, so the pruning is close to plain
-  magnitude-of-gamma pruning (on digits: the same widths with ``lam=0`` and ``1e-4``), and a
-  global percentile can empty one layer first (70% pruned left 1 unit of 128 in the first layer,
-  20% accuracy): ``scope="layer"`` prunes the same fraction of every group instead. Defaults on
-  digits (BatchNorm MLP 64-128-64-10, Adam 1e-3, 30 epochs, seeds 0/1/2): global 32-64 units at
-  96.9 / 97.1 / 97.6%, ``scope="layer"`` 64-32 at 98.0 / 98.2 / 98.2% (dense: 97.3-98.7%).
+  magnitude-of-gamma pruning, and a global percentile can empty one layer first (it left one
+  unit of 128 in a first layer on digits): ``scope="layer"`` prunes the same fraction of every
+  group instead. Measured: docs/RESULTS.md, "Each method's defaults and variants on digits"
+  (``python -m benchmarks.method_settings``).
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ class SlimmingOptions(Options):
         "global", description="prune_ratio over all gated units (paper) or within each group"
     )
     keep_min: int = Field(1, ge=0, description="units every group keeps at least")
-    total_steps: int = Field(gt=0, description="optimizer steps of the whole run")
-    prune_at: float = Field(
+    freeze: float | None = Field(
         0.7, gt=0, le=1,
-        description="fraction of total_steps at which the mask is frozen (then fine-tuning)",
+        description="fraction of total_steps at which the mask is pruned for good (then "
+                    "fine-tuning); None: the mask follows the gammas to the end",
     )
 
     @model_validator(mode="after")
@@ -105,24 +105,25 @@ class Slimming(Method):
                 "slimming needs BatchNorm layers after the gated layers; this model has none "
                 f"in its groups {[g.name for g in groups]}"
             )
-        self.frozen_masks: list[torch.Tensor] | None = None
         self._cache: tuple[tuple, list[torch.Tensor]] | None = None
 
     @property
     def pruned(self) -> bool:
-        return self.frozen_masks is not None
+        """Whether the mask has been pruned for good (the ``freeze`` step has passed)."""
+        return self.frozen
 
     def importance(self, i: int) -> torch.Tensor | None:
         """Mean |gamma| per unit of group ``i`` (``None`` for a group without BatchNorm)."""
         norms = self.norms[i]
         if not norms:
             return None
-        return torch.stack([m.weight.detach().abs().float().cpu() for m in norms]).mean(0)
+        gammas = [m.weight.detach().abs().to(self.device, self.dtype) for m in norms]
+        return torch.stack(gammas).mean(0)
 
     def masks(self) -> list[torch.Tensor]:
         """The current 0/1 keep mask of every group."""
-        if self.frozen_masks is not None:
-            return self.frozen_masks
+        if self.frozen_decisions is not None:
+            return [d.scale for d in self.frozen_decisions]
         key = tuple((id(m.weight), m.weight._version) for ms in self.norms for m in ms)
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._compute_masks())
@@ -133,71 +134,56 @@ class Slimming(Method):
         scores = [self.importance(i) for i in range(len(self.groups))]
         if o.threshold is not None:
             keep = [None if s is None else s >= o.threshold for s in scores]
-        elif o.scope == "layer":
-            keep = [None if s is None else _keep_largest(s, o.prune_ratio) for s in scores]
         else:
-            flat = torch.cat([s for s in scores if s is not None])
-            kept_flat = _keep_largest(flat, o.prune_ratio)
-            keep, start = [], 0
-            for s in scores:
-                if s is None:
-                    keep.append(None)
-                else:
-                    keep.append(kept_flat[start:start + s.numel()])
-                    start += s.numel()
+            ratio = o.prune_ratio or 0.0
+            if o.scope == "layer":
+                keep = [None if s is None else _keep_largest(s, ratio) for s in scores]
+            else:
+                flat = torch.cat([s for s in scores if s is not None])
+                kept_flat = _keep_largest(flat, ratio)
+                keep, start = [], 0
+                for s in scores:
+                    if s is None:
+                        keep.append(None)
+                    else:
+                        keep.append(kept_flat[start:start + s.numel()])
+                        start += s.numel()
         masks = []
         for g, s, k in zip(self.groups, scores, keep):
-            if k is None:
-                masks.append(torch.ones(g.size))
+            if k is None or s is None:
+                masks.append(self.full(g.size, 1.0))
                 continue
             k = k.clone()
             need = min(self.options.keep_min, g.size)
             if int(k.sum()) < need:
                 k[torch.argsort(s, descending=True, stable=True)[:need]] = True
-            masks.append(k.float())
+            masks.append(k.to(self.dtype))
         return masks
 
     def unit_scale(self, i: int) -> torch.Tensor:
-        if self.model.training and not self.pruned:
-            return torch.ones(self.groups[i].size)
+        if self.model.training:  # plain training with L1 until the prune step (the paper's)
+            return self.full(self.groups[i].size, 1.0)
         return self.masks()[i]
 
-    def penalty(self) -> torch.Tensor:
-        if self.pruned or self.options.lam == 0:
-            return torch.zeros(())
+    def regularizer(self) -> torch.Tensor:
+        if self.options.lam == 0:
+            return self.full((), 0.0)
         total = sum(m.weight.abs().sum() for norms in self.norms for m in norms)
         return self.options.lam * total
-
-    def after_step(self) -> None:
-        self.t += 1
-        o = self.options
-        if not self.pruned and o.prune_at < 1 and self.t >= o.prune_at * o.total_steps:
-            self.frozen_masks = [m.clone() for m in self._compute_masks()]
 
     def decision(self) -> list[Decision]:
         return [Decision(scale=m.clone()) for m in self.masks()]
 
-    def state_dict(self):
-        state = super().state_dict()
-        masks = self.frozen_masks
-        state["masks"] = None if masks is None else [m.clone() for m in masks]
-        return state
+    def moved(self) -> None:
+        self._cache = None
 
-    def load_state_dict(self, state) -> None:
-        masks = state.get("masks")
-        if masks is not None:
-            if len(masks) != len(self.groups) or any(
-                m.shape != (g.size,) for m, g in zip(masks, self.groups)
-            ):
-                raise ArchlearnError("slimming state does not fit this model: mask shapes differ")
-        super().load_state_dict(state)
-        self.frozen_masks = None if masks is None else [m.clone().float() for m in masks]
+    def load_extra_state(self, state) -> None:
         self._cache = None
 
 
 def _keep_largest(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     """Boolean mask removing the ``int(ratio * n)`` smallest scores (ties: lower index first)."""
     order = torch.argsort(scores, stable=True)
-    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    keep = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
     keep[order[: int(ratio * scores.numel())]] = False
     return keep

@@ -26,37 +26,35 @@ Design decisions (ours; the official code is ``hanmengqiaoyx/Mining_Knowledge_of
 * The switchers' BatchNorms follow ``model.training``: batch statistics over the units in
   training, running statistics in eval mode and in ``decision()`` (as in the official code). Since
   the "batch" is always the same set of units, the running statistics only lag the batch ones;
-  using batch statistics in eval mode too gave the same widths and accuracy on digits (46-34 vs
-  46-35 units, 96.4% both), so the paper's form is kept.
+  using batch statistics in eval mode too changed neither widths nor accuracy in a trial on
+  digits, so the paper's form is kept.
 * Groups of one unit are not gated (BatchNorm needs more than one example per batch).
-* Schedule: ``warmup_epochs`` epochs of plain training first, with no gate at all (the official
-  LeNet code: 4), then epochs alternate, starting with a switcher epoch: in a switcher epoch
-  only the switchers learn (their SGD, lr 0.1, no weight decay), in a weight epoch only the
-  weights (the switchers' optimizer does not step). With ``warmup_epochs`` odd this is the
-  official MLP code's parity (odd epochs: switcher), with 4 the LeNet code's. Default 1 (the MLP
-  code has no warm-up but gates from epoch 0; one plain epoch gives the switcher trained weights
-  to read). Measured on digits (MLP 64-128-64-10, Adam 1e-3, 30 epochs, seeds 0/1): warm-up 1
-  gave 46-35 / 55-36 units at 96.4 / 96.7%, 2 gave 60-42 / 69-37 at 96.0 / 96.0%, 4 gave
-  92-47 / 88-40 at 95.6 / 96.7% (dense: 96.4-96.9%). Without a sparsity term the width is set
-  mostly by the units the final BN + ReLU closes when the gates switch on and the switcher
-  epochs do not reopen. Short epochs hurt: on digits (22 steps per epoch) the net is barely
-  trained after one warm-up epoch, the gated net's test accuracy falls to 10-60% in the first
-  switcher epochs and only passes 93% after about 14 epochs; give the method enough epochs.
+* Schedule: a warm-up of plain training first, with no gate at all (the base schedule's
+  ``warmup``, a fraction of ``total_steps``; the official LeNet code warms up 4 epochs, its MLP
+  code none, which is the default here), then epochs alternate, starting with a switcher epoch:
+  in a switcher epoch only the switchers learn (their SGD, lr 0.1, no weight decay), in a weight
+  epoch only the weights (the switchers' optimizer does not step). Without a sparsity term the
+  width is set mostly by the units the final BN + ReLU closes when the gates switch on and the
+  switcher epochs do not reopen. Short epochs hurt: on digits the net is barely trained after
+  one warm-up epoch and the gated net's accuracy drops in the first switcher epochs; give the
+  method enough epochs. Measured: docs/RESULTS.md, "Each method's defaults and variants on
+  digits" (``python -m benchmarks.method_settings``).
 * Freezing the weights without touching the user's loop: in a switcher epoch the user's optimizer
   still steps, so the method takes a snapshot of every model parameter at the first training
-  forward of the epoch and writes it back after each step (``after_step``). Taking it lazily, at
+  forward of the epoch and writes it back after each step (``update``). Taking it lazily, at
   a forward rather than at ``attach`` or at the end of the previous epoch, means weights loaded
   after ``attach`` or from a checkpoint are the ones kept. Costs: the backward pass still computes
   the weights' gradients, the user's Adam moments see them, and BatchNorm running statistics of
   the model keep updating (as in the official code).
 * Epochs are counted with ``steps_per_epoch`` (required: the learner does not see the data
-  loader). ``total_steps`` is accepted for a common call signature and not used.
+  loader). ``total_steps`` is needed only for a ``warmup`` or a ``freeze`` (the base schedule:
+  after ``freeze`` the gates are fixed at the switchers' eval output and the weights train on).
 * The "connections" variant (a gate per weight) is not implemented: it does not shrink layers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
 import torch
 from pydantic import Field
@@ -68,17 +66,13 @@ from archlearn.structure.shrink import Decision
 
 
 class SwitcherOptions(Options):
-    steps_per_epoch: int = Field(gt=0, description="learner.step() calls per epoch")
-    warmup_epochs: int = Field(
-        1, ge=0, description="epochs of plain training before the alternation (LeNet code: 4)"
-    )
+    steps_per_epoch: int = Field(gt=0, description="learner.step() calls per epoch (required)")
     hidden: int = Field(32, gt=0, description="width of the switcher's hidden layer")
     lr: float = Field(0.1, gt=0, description="SGD learning rate of the switchers")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum of the switchers")
     init_bias: float = Field(
         0.0, description="initial bias of the final BatchNorm (0: about half the gates open)"
     )
-    total_steps: int | None = Field(None, gt=0, description="accepted, not used")
 
 
 class _Reader:
@@ -92,16 +86,19 @@ class _Reader:
         counts = {len(c) for c in per_unit}
         if len(counts) != 1 or 0 in counts:
             raise ValueError("units read unequal numbers of channels")
-        self.index = torch.tensor(per_unit, dtype=torch.long)  # [units, k]
+        self.index = torch.tensor(per_unit, dtype=torch.long,
+                                  device=module.weight.device)  # [units, k]
 
     @property
     def length(self) -> int:
         w = self.module.weight
-        return w.shape[0] * self.index.shape[1] * int(torch.tensor(w.shape[2:]).prod())
+        return w.shape[0] * self.index.shape[1] * math.prod(w.shape[2:])
 
     def __call__(self) -> torch.Tensor:
         w = self.module.weight
-        cols = w[:, self.index.to(w.device)]  # [out, units, k, *kernel]
+        if self.index.device != w.device:  # the model moved
+            self.index = self.index.to(w.device)
+        cols = w[:, self.index]  # [out, units, k, *kernel]
         return cols.transpose(0, 1).reshape(self.index.shape[0], -1)
 
 
@@ -130,7 +127,7 @@ class Switcher(Method):
         super().__init__(model, groups, options)
         o = options
         self.readers: dict[int, _Reader] = {}
-        self.nets: dict[int, nn.Sequential] = {}
+        self.nets: dict[int, nn.Module] = {}
         self.ungated: list[str] = []
         for i, g in enumerate(groups):
             site = g.sites[0]
@@ -143,94 +140,71 @@ class Switcher(Method):
             except ValueError:
                 self.ungated.append(g.name)
                 continue
-            net = _switcher(reader.length, o.hidden, o.init_bias).to(module.weight.device)
-            self.readers[i], self.nets[i] = reader, net
-            for pname, p in net.named_parameters():
-                self.params[f"{g.name}.{pname}"] = p
+            self.readers[i] = reader
+            self.nets[i] = self.new_module(g.name, _switcher(reader.length, o.hidden,
+                                                             o.init_bias))
         if not self.nets:
             raise ArchlearnError(
                 f"switcher: no group can be gated (groups of one unit: {self.ungated})"
             )
         self.optimizer = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=o.momentum)
         self._snapshot: list[torch.Tensor] | None = None
+        self.switching = self.switcher_phase(0)
 
     # schedule -------------------------------------------------------------------------------
-    def epoch(self, t: int | None = None) -> int:
-        return (self.t if t is None else t) // self.options.steps_per_epoch
+    def switcher_phase(self, t: int) -> bool:
+        """Whether step ``t`` trains the switchers (and freezes the weights).
 
-    def active(self, t: int | None = None) -> bool:
-        """Whether the gates are applied at step ``t`` (after the warm-up)."""
-        return self.epoch(t) >= self.options.warmup_epochs
+        Epochs count from the end of the warm-up and alternate, starting with a switcher epoch.
+        """
+        first = math.ceil(self._warmup_steps())
+        return t >= first and ((t - first) // self.options.steps_per_epoch) % 2 == 0
 
-    def switcher_phase(self, t: int | None = None) -> bool:
-        """Whether step ``t`` trains the switchers (and freezes the weights)."""
-        e = self.epoch(t)
-        return e >= self.options.warmup_epochs and (e - self.options.warmup_epochs) % 2 == 0
+    def advanced(self) -> None:
+        self.switching = self.switcher_phase(self.t)
+        if not self.switching:
+            self._snapshot = None
 
     # gates ----------------------------------------------------------------------------------
     def _scales(self, i: int, train: bool) -> torch.Tensor:
         net = self.nets[i]
         net.train(train)
-        return net(self.readers[i]().to(next(net.parameters()).device)).flatten()
+        return net(self.readers[i]().to(self.device, self.dtype)).flatten()
 
     def unit_scale(self, i: int) -> torch.Tensor:
         size = self.groups[i].size
-        if i not in self.nets or not self.active():
-            return torch.ones(size)
+        if i not in self.nets or self.warming_up:  # warm-up: plain training, no gate at all
+            return self.full(size, 1.0)
         training = self.model.training
-        if training and self.switcher_phase() and self._snapshot is None:
+        if training and self.switching and self._snapshot is None:
             self._snapshot = [p.detach().clone() for p in self.model.parameters()]
         return self._scales(i, training)
 
-    def after_step(self) -> None:
-        if self.switcher_phase():
-            self.optimizer.step()
-            if self._snapshot is not None:
-                with torch.no_grad():
-                    for p, saved in zip(self.model.parameters(), self._snapshot):
-                        p.copy_(saved)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.t += 1
-        if not self.switcher_phase():
-            self._snapshot = None
+    def regularizer(self) -> torch.Tensor:
+        return self.full((), 0.0)  # no sparsity term: the task loss alone trains the switchers
+
+    def update(self) -> None:
+        if not self.switching:
+            return
+        super().update()
+        if self._snapshot is not None:  # a switcher epoch: the weights do not move
+            with torch.no_grad():
+                for p, saved in zip(self.model.parameters(), self._snapshot):
+                    p.copy_(saved)
 
     def decision(self) -> list[Decision]:
         out = []
         with torch.no_grad():
             for i, g in enumerate(self.groups):
-                if i in self.nets and self.active():
+                if i in self.nets and not self.warming_up:
                     was = self.nets[i].training
-                    scale = self._scales(i, train=False).float().cpu()
+                    scale = self._scales(i, train=False).clone()
                     self.nets[i].train(was)
                 else:
-                    scale = torch.ones(g.size)
+                    scale = self.full(g.size, 1.0)
                 out.append(Decision(scale=scale))
         return out
 
-    # checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["buffers"] = {
-            f"{self.groups[i].name}.{name}": b.detach().clone()
-            for i, net in self.nets.items()
-            for name, b in net.named_buffers()
-        }
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        buffers = {
-            f"{self.groups[i].name}.{name}": b
-            for i, net in self.nets.items()
-            for name, b in net.named_buffers()
-        }
-        saved = state.get("buffers") or {}
-        if set(saved) != set(buffers):
-            raise ArchlearnError(
-                "switcher state does not fit this model: BatchNorm buffers "
-                f"{sorted(set(saved) ^ set(buffers))}"
-            )
-        super().load_state_dict(state)
-        with torch.no_grad():
-            for k, b in buffers.items():
-                b.copy_(saved[k])
+    def load_extra_state(self, state) -> None:
         self._snapshot = None
+        self.switching = self.switcher_phase(self.t)

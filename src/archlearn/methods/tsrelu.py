@@ -68,7 +68,6 @@ def binarize(x: torch.Tensor) -> torch.Tensor:
 
 
 class TSReLUOptions(Options):
-    total_steps: int = Field(gt=0, description="optimizer steps of the whole run")
     lambda1: float = Field(5e-3, ge=0, description="binarizing strength for width gates")
     k: float = Field(0.4, gt=0, lt=1, description="lambda3 = k * lambda1 when lambda3 is unset")
     lambda2: float | None = Field(None, ge=0, description="default lambda1 / 10")
@@ -79,8 +78,9 @@ class TSReLUOptions(Options):
     lr: float = Field(2e-3, gt=0)
     init_width: float = Field(0.6, ge=0.5, le=1)
     init_depth: float = Field(0.9, ge=0, le=1)
-    warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps before gates move")
-    freeze: float = Field(0.65, gt=0, le=1, description="fraction of steps, then gates freeze")
+    freeze: float | None = Field(
+        0.65, gt=0, le=1, description="fraction of total_steps, then gates freeze (None: never)"
+    )
 
 
 @register
@@ -104,53 +104,39 @@ class TSReLU(Method):
         self.d: dict[int, torch.Tensor] = {}
         for i, g in enumerate(groups):
             if g.name in self.learn_width:
-                self.w[i] = self.new_param(f"{g.name}.w", torch.full((g.size,), o.init_width))
+                self.w[i] = self.new_param(f"{g.name}.w", self.full(g.size, o.init_width))
             if g.name in self.learn_depth:
-                self.d[i] = self.new_param(f"{g.name}.d", torch.tensor(o.init_depth))
+                self.d[i] = self.new_param(f"{g.name}.d", self.full((), o.init_depth))
         self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr) if self.params else None
-
-    @property
-    def frozen(self) -> bool:
-        return self.t >= self.options.freeze * self.options.total_steps
-
-    @property
-    def warming_up(self) -> bool:
-        return self.t < self.options.warmup * self.options.total_steps
 
     def unit_scale(self, i: int) -> torch.Tensor:
         w = self.w.get(i)
         if w is None:
-            return torch.ones(self.groups[i].size)
-        return binarize(w.detach() if self.frozen else w)
+            return self.full(self.groups[i].size, 1.0)
+        return binarize(w)
 
     def depth_scale(self, i: int) -> torch.Tensor | None:
         d = self.d.get(i)
-        if d is None:
-            return None
-        return binarize(d.detach() if self.frozen else d)
+        return None if d is None else binarize(d)
 
-    def penalty(self) -> torch.Tensor:
-        if self.frozen or not self.params:
-            return torch.zeros(())
-        total = torch.zeros(())
+    def regularizer(self) -> torch.Tensor:
+        total = self.full((), 0.0)
+        if not self.params:
+            return total
         for i, g in enumerate(self.groups):
             w, d = self.w.get(i), self.d.get(i)
             if w is not None:
                 total = total + self.lambda1 * (w * (1 - w)).sum()
-            h = w.sum() if w is not None else torch.tensor(float(g.size))
-            nonlinear = 1.0 if d is None else float(d.item() < 0.5)  # constant w.r.t. d
+            h = w.sum() if w is not None else float(g.size)
+            # 1[d < 0.5] is a constant w.r.t. d; a tensor, so no host sync and no graph break
+            nonlinear = 1.0 if d is None else (d.detach() < 0.5).to(d.dtype)
             total = total + self.lambda3 * h * nonlinear
             if d is not None:
                 total = total + self.lambda2 * d * (1 - d) - self.lambda4 * d
         return total
 
-    def after_step(self) -> None:
-        if self.optimizer is None or self.frozen or self.warming_up:
-            if self.optimizer is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-            self.t += 1
-            return
-        super().after_step()
+    def update(self) -> None:
+        super().update()
         with torch.no_grad():
             for p in self.parameters():
                 p.clamp_(0.0, 1.0)
@@ -159,7 +145,7 @@ class TSReLU(Method):
         out = []
         for i, g in enumerate(self.groups):
             w, d = self.w.get(i), self.d.get(i)
-            scale = (w.detach() >= 0.5).float() if w is not None else torch.ones(g.size)
+            scale = (w.detach() >= 0.5).to(self.dtype) if w is not None else self.full(g.size, 1.0)
             out.append(Decision(scale=scale, linear=bool(d is not None and d.item() >= 0.5)))
         return out
 

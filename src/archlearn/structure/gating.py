@@ -81,19 +81,22 @@ class GateHooks:
         if covered:
             order[torch.tensor(site.channels)] = torch.tensor(site.units)
         identity = covered and torch.equal(order, torch.arange(in_ch))
-        channels = torch.tensor(site.channels, dtype=torch.long)
-        units = torch.tensor(site.units, dtype=torch.long)
+        # index tensors live on the inputs' device, moved once when the model moves
+        index = {"order": order, "channels": torch.tensor(site.channels, dtype=torch.long),
+                 "units": torch.tensor(site.units, dtype=torch.long)}
 
         def hook(mod, args):
             x = args[0]
+            if index["order"].device != x.device:
+                index.update({k: v.to(x.device) for k, v in index.items()})
             scale = self.unit_scale(i).to(dtype=x.dtype, device=x.device)
             if identity:
                 pass
             elif covered:
-                scale = scale.index_select(0, order.to(x.device))
+                scale = scale.index_select(0, index["order"])
             else:  # concatenation: only part of the inputs are this group's
                 full = torch.ones(in_ch, dtype=x.dtype, device=x.device)
-                scale = full.index_copy(0, channels.to(x.device), scale[units.to(x.device)])
+                scale = full.index_copy(0, index["channels"], scale[index["units"]])
             view = [1] * x.dim()
             view[dim] = in_ch
             return (x * scale.view(view),) + tuple(args[1:])
