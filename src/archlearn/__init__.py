@@ -4,12 +4,26 @@
 >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
 >>> learner = al.attach(net, torch.zeros(1, 4), method="tsrelu", total_steps=100)
 >>> small = learner.shrink()
+>>> "tsrelu" in al.methods()
+True
 """
 
+from archlearn import graphs, prune
 from archlearn.errors import ArchlearnError
 from archlearn.io import load, save
-from archlearn.learner import Learner, attach
+from archlearn.learner import Learner, attach, methods
 from archlearn.structure.measure import measure
 
 __version__ = "0.1.0"
-__all__ = ["ArchlearnError", "Learner", "attach", "load", "measure", "save", "__version__"]
+__all__ = [
+    "ArchlearnError",
+    "Learner",
+    "attach",
+    "graphs",
+    "load",
+    "measure",
+    "methods",
+    "prune",
+    "save",
+    "__version__",
+]

@@ -92,25 +92,27 @@ def list_() -> None:
     typer.echo(f"models   {', '.join(models.available())}")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main() -> None:
     """Entry point: one-line errors, exit status 2, no traceback."""
     try:
-        app(standalone_mode=False)
+        app(sys.argv[1:] or ["--help"], standalone_mode=False)  # no arguments: the help, status 0
     except ArchlearnError as exc:
-        typer.echo(f"archlearn: error: {exc}", err=True)
+        typer.echo(f"archlearn: error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("archlearn: aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            typer.echo(f"archlearn: error: {exc.format_message()}", err=True)
-            sys.exit(2)
-        raise
+    except typer.TyperException as exc:
+        # usage errors: unknown flag or command, bad or missing value (typer >= 0.29 carries its
+        # own copy of click, whose exceptions all derive from TyperException)
+        typer.echo(f"archlearn: error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

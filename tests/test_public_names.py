@@ -1,0 +1,87 @@
+"""Every name that README.md and the design's public API (DESIGN.md section 1) use exists after
+``import archlearn as al`` in a fresh interpreter."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# CI has shared/ beside the clone; a worktree has it further up
+DESIGN = next((p / "shared" / "DESIGN.md" for p in ROOT.parents
+               if (p / "shared" / "DESIGN.md").exists()), ROOT / "no-design")
+
+# Names the design announces that other work adds; each is checked as soon as it exists.
+PENDING = {
+    "learner.to": "issue 13, device and precision",
+    "archlearn.integrations.lightning.ArchLearning": "issue 13, Lightning callback",
+    "archlearn.integrations.hf": "issue 13, HF Trainer callback",
+    "al.export_onnx": "issue 13, ONNX export",
+}
+# Names the docs use in prose rather than as `al.x` / `archlearn.x` / `learner.x`.
+ALSO = {"archlearn.train.Trainer", "learner.load_state_dict", "archlearn.distributed",
+        "archlearn.models.lenet5", "archlearn.models.tiny_resnet"}
+NAME = re.compile(r"\b(al|archlearn|learner)\.([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)")
+
+RESOLVE = r"""
+import importlib, json, sys
+import torch
+import archlearn as al
+
+net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+learner = al.attach(net, torch.zeros(1, 4), total_steps=10)  # instance attributes count too
+
+def resolve(name):
+    root, _, rest = name.partition(".")
+    if root == "learner":
+        obj, parts = learner, rest.split(".")
+    else:
+        parts = rest.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module prefix
+            try:
+                obj = importlib.import_module(".".join(["archlearn", *parts[:cut]]))
+            except ModuleNotFoundError:
+                continue
+            parts = parts[cut:]
+            break
+        else:
+            obj = al
+    for part in parts:
+        obj = getattr(obj, part)
+
+missing = []
+for name in json.loads(sys.argv[1]):
+    try:
+        resolve(name)
+    except (AttributeError, ImportError):
+        missing.append(name)
+print(json.dumps(missing))
+"""
+
+
+def documented_names() -> set[str]:
+    texts = [(ROOT / "README.md").read_text()]
+    if DESIGN.exists():
+        design = DESIGN.read_text()
+        texts.append(design[design.index("## 1."):design.index("## 2.")])
+    names = {f"{root}.{rest}" for text in texts for root, rest in NAME.findall(text)}
+    # file paths such as archlearn/methods/tsrelu.py are not names
+    return {n for n in names if not n.endswith(".py")} | ALSO
+
+
+def test_every_documented_name_exists_in_a_fresh_interpreter():
+    names = documented_names()
+    assert {"al.attach", "al.prune.magnitude", "al.graphs.sparse_network", "al.methods",
+            "learner.shrink", "archlearn.prune", "archlearn.graphs"} <= names, names
+    r = subprocess.run([sys.executable, "-c", RESOLVE, json.dumps(sorted(names))],
+                       capture_output=True, text=True, timeout=120, check=True)
+    missing = set(json.loads(r.stdout))
+    assert missing <= set(PENDING), sorted(missing - set(PENDING))
+
+
+def test_methods_lists_the_registry():
+    import archlearn as al
+    from archlearn.methods import REGISTRY
+
+    assert al.methods() == sorted(REGISTRY) and "tsrelu" in al.methods()
