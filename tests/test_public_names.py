@@ -17,7 +17,6 @@ PENDING = {
     "learner.to": "issue 13, device and precision",
     "archlearn.integrations.lightning.ArchLearning": "issue 13, Lightning callback",
     "archlearn.integrations.hf": "issue 13, HF Trainer callback",
-    "al.export_onnx": "issue 13, ONNX export",
 }
 # Names the docs use in prose rather than as `al.x` / `archlearn.x` / `learner.x`.
 ALSO = {"archlearn.train.Trainer", "learner.load_state_dict", "archlearn.distributed",

@@ -10,6 +10,7 @@ True
 
 from archlearn import graphs, prune
 from archlearn.errors import ArchlearnError
+from archlearn.integrations.onnx import export_onnx
 from archlearn.io import load, save
 from archlearn.learner import Learner, attach, methods
 from archlearn.structure.measure import measure
@@ -19,6 +20,7 @@ __all__ = [
     "ArchlearnError",
     "Learner",
     "attach",
+    "export_onnx",
     "graphs",
     "load",
     "measure",
