@@ -14,8 +14,6 @@ DESIGN = next((p / "shared" / "DESIGN.md" for p in ROOT.parents
 
 # Names the design announces that other work adds; each is checked as soon as it exists.
 PENDING = {
-    "learner.to": "issue 13, device and precision",
-    "archlearn.integrations.lightning.ArchLearning": "issue 13, Lightning callback",
     "archlearn.integrations.hf": "issue 13, HF Trainer callback",
 }
 # Names the docs use in prose rather than as `al.x` / `archlearn.x` / `learner.x`.
