@@ -61,3 +61,51 @@ def train_in_user_loop(model: nn.Module, splits, method: str, epochs: int = 30, 
         assert torch.allclose(small(x), model(x), atol=1e-5)
     widths = [layer["width"] for layer in learner.architecture()["layers"]]
     return learner, accuracy, widths
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, steps: int = 4) -> None:
+    """Recompute BatchNorm running statistics under the current gates (cumulative average).
+
+    A forced gate pattern changes what each BatchNorm sees; stale statistics can blow outputs
+    up (research/PITFALLS.md), which would make any tolerance meaningless.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was = model.training
+    model.train()
+    with torch.no_grad():
+        for i in range(steps):
+            model(x * (1 + 0.1 * i))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was)
+
+
+def assert_shrinks_exactly(learner, build, x: torch.Tensor, tmp_path=None) -> nn.Module:
+    """The shrunk model's eval outputs equal the gated model's (relative 1e-4), its parameter
+    count is the one ``architecture()`` reports, and save/load rebuilds it on ``build()``."""
+    import archlearn as al
+    from archlearn.structure.graph import flatten_tensors
+
+    model = learner.model
+    model.eval()
+    with torch.no_grad():
+        gated = flatten_tensors(model(x))
+        small = learner.shrink().eval()
+        shrunk = flatten_tensors(small(x))
+    assert len(gated) == len(shrunk)
+    for a, b in zip(gated, shrunk):
+        scale = max(1.0, float(a.abs().max()))
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4 * scale), (
+            float((a - b).abs().max()), scale)
+    params = sum(p.numel() for p in small.parameters())
+    assert params == learner.architecture()["params"]
+    if tmp_path is not None:
+        loaded = al.load(al.save(small, tmp_path), model=build()).eval()
+        with torch.no_grad():
+            for a, b in zip(shrunk, flatten_tensors(loaded(x))):
+                assert torch.allclose(a, b, atol=1e-6)
+    return small

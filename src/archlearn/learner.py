@@ -16,6 +16,7 @@ from archlearn.structure.graph import as_tuple
 from archlearn.structure.groups import Skipped, UnitGroup, find_groups
 from archlearn.structure.measure import count_macs, count_params
 from archlearn.structure.shrink import Decision, shrink
+from archlearn.structure.verify import assert_same_outputs, check_groups
 
 
 class Learner:
@@ -117,6 +118,7 @@ class Learner:
         self._follow_model(self.model, ())
         with self.hooks.suspended():
             small, recipe = shrink(self.model, self.groups, self.decisions(), self.inputs)
+        assert_same_outputs(self.model, small, self.inputs)
         small.archlearn_recipe = recipe
         return small
 
@@ -207,6 +209,8 @@ def attach(
     inputs = as_tuple(example_inputs)
     opts = parse_options(method, options)
     groups, skipped = find_groups(model, inputs, ignored=set(ignore or ()))
+    groups, dropped = check_groups(model, groups, inputs)
+    skipped += dropped
     if not groups:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no hidden layer"
         raise ArchlearnError(f"no layer of this model can be gated ({reasons})")

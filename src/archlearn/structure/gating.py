@@ -12,7 +12,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from archlearn.structure.attention import attention_forward
 from archlearn.structure.groups import GateSite, UnitGroup
+from archlearn.structure.handlers import handler_for
 
 UnitScale = Callable[[int], torch.Tensor]
 DepthScale = Callable[[int], "torch.Tensor | None"]
@@ -44,7 +46,11 @@ class GateHooks:
         for i, group in enumerate(self.groups):
             for site in group.sites:
                 module = self.model.get_submodule(site.module)
-                self._handles.append(module.register_forward_pre_hook(self._gate(i, site, module)))
+                if isinstance(module, nn.MultiheadAttention):
+                    self._handles.append(_HeadGatedForward(module, self._head_scale(i, site)))
+                else:
+                    self._handles.append(
+                        module.register_forward_pre_hook(self._gate(i, site, module)))
             if group.depth is not None:
                 act = self.model.get_submodule(group.depth.act)
                 # the hook needs the activation's input intact
@@ -72,8 +78,9 @@ class GateHooks:
                 self.install()
 
     def _gate(self, i: int, site: GateSite, module: nn.Module):
-        in_ch = module.in_features if isinstance(module, nn.Linear) else module.in_channels
-        dim = -1 if isinstance(module, nn.Linear) else 1
+        handler = handler_for(module)
+        assert handler is not None, f"no layer handler for gate site {site.module}"
+        in_ch, dim = handler.in_channels(module), handler.channel_dim
         covered = sorted(site.channels) == list(range(in_ch))
         # the common cases are one cheap gather: every input channel belongs to this group
         # (identity, or a flatten that repeats each channel's gate over its positions)
@@ -103,6 +110,15 @@ class GateHooks:
 
         return hook
 
+    def _head_scale(self, i: int, site: GateSite):
+        units = torch.tensor(site.units, dtype=torch.long)
+
+        def scale():
+            s = self.unit_scale(i)
+            return s.index_select(0, units.to(s.device))
+
+        return scale
+
     def _depth(self, i: int):
         def hook(mod, args, out):
             d = self.depth_scale(i)
@@ -111,3 +127,28 @@ class GateHooks:
             return out + d.to(out.dtype) * (args[0] - out)
 
         return hook
+
+
+class _HeadGatedForward:
+    """An ``nn.MultiheadAttention`` computing with each head's values scaled by its gate.
+
+    Its output projection is applied inside ``F.multi_head_attention_forward``, where no hook
+    reaches, so the module's ``forward`` is replaced (an instance attribute, removed again by
+    :meth:`remove`) by :func:`attention_forward` with ``head_scale``: the parameters, their names
+    and the ``state_dict`` stay the module's own.
+    """
+
+    def __init__(self, mha: nn.MultiheadAttention, scale: Callable[[], torch.Tensor]) -> None:
+        self.mha = mha
+
+        def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                    average_attn_weights=True, is_causal=False):
+            return attention_forward(mha, query, key, value, key_padding_mask, need_weights,
+                                     attn_mask, average_attn_weights, is_causal,
+                                     head_scale=scale())
+
+        mha.forward = forward
+
+    def remove(self) -> None:
+        if "forward" in vars(self.mha):
+            del self.mha.forward

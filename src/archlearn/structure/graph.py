@@ -8,15 +8,18 @@ tensor input is split along the batch, the model is left in eval mode, and it ne
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from archlearn.errors import ArchlearnError
+from archlearn.structure.handlers import customized_pruners
 
 
 def as_tuple(example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -48,26 +51,82 @@ def preserved_mode(model: nn.Module):
             m.training = training
 
 
-def run_model(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def run_model(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
     """Forward with a clear error when the example inputs do not fit the model."""
     try:
         return model(*inputs)
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
         raise ArchlearnError(
             f"the model cannot run on example_inputs of shape {shapes}: {exc}"
         ) from exc
 
 
+def flatten_tensors(obj: Any, _seen: set[int] | None = None) -> list[torch.Tensor]:
+    """Every tensor in a model's output, in order: tuples, dicts (transformers' ``ModelOutput``),
+    dataclasses and plain objects such as a key/value cache are searched recursively.
+
+    >>> [t.shape for t in flatten_tensors({"a": torch.zeros(2), "b": (torch.ones(3), None)})]
+    [torch.Size([2]), torch.Size([3])]
+    """
+    seen = set() if _seen is None else _seen
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        items = list(obj)
+    elif dataclasses.is_dataclass(obj):
+        items = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    elif hasattr(obj, "__dict__") and not isinstance(obj, nn.Module):
+        items = list(vars(obj).values())
+    else:
+        return []
+    return [t for item in items for t in flatten_tensors(item, seen)]
+
+
+def _traced_outputs(out: Any) -> list[torch.Tensor]:
+    # only outputs with autograd history are graph ends (an integer mask passed through is not)
+    return [t for t in flatten_tensors(out) if t.grad_fn is not None]
+
+
 def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
-    """Build Torch-Pruning's dependency graph without changing the model's mode."""
+    """Build Torch-Pruning's dependency graph without changing the model's mode.
+
+    Outputs of any structure (a transformers ``ModelOutput``, a key/value cache object) are
+    flattened to their tensors, and layer types Torch-Pruning does not know but we handle (see
+    ``handlers.py``) are registered as customised layers. A failing trace is one
+    :class:`ArchlearnError`, never a traceback from inside Torch-Pruning.
+    """
     with preserved_mode(model), torch.no_grad():
         # fail early, with our message, if the inputs do not fit; in eval mode, so BatchNorm's
         # running statistics stay untouched and a batch of one example works
         model.eval()
-        run_model(model, inputs)
+        out = run_model(model, inputs)
     with preserved_mode(model), torch.enable_grad():
-        return tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
+        try:
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=inputs, verbose=False, output_transform=_traced_outputs,
+                customized_pruners=customized_pruners(model),
+            )
+        except Exception as exc:
+            hint = ""
+            if _returns_cache(out):
+                hint = (": the model returns a key/value cache; build or call it without one "
+                        "(e.g. config.use_cache=False) to learn its structure")
+            raise ArchlearnError(
+                f"the model's channels cannot be traced by Torch-Pruning "
+                f"({type(exc).__name__}: {exc}){hint}; nothing was changed"
+            ) from exc
+
+
+def _returns_cache(out: Any) -> bool:
+    """Whether a model output holds a key/value cache object (transformers' ``*Cache``)."""
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else []
+    return any("Cache" in type(v).__name__ for v in items)
 
 
 @dataclass

@@ -1,11 +1,23 @@
 """Groups of coupled units, where each group's gate acts, and where a layer may become linear.
 
-A *unit group* is one set of channels that must be kept or removed together (Torch-Pruning's
-pruning group, rooted at a Linear/Conv's output channels). Its gate vector is applied at the
-*inputs of the group's consumers* (every Linear/Conv that reads those channels). Gating there,
-rather than at the producer's output, makes removal exact whatever sits in between: BatchNorm
-(which maps a zero channel to a non-zero constant), residual adds, concatenations, a sigmoid.
-This is the tri-state ReLU's own form, ``w * act(x)``, and the switcher network's ``(x * g) W``.
+A *unit group* is one set of units kept or removed together, with one gate per unit:
+
+* ``"channels"``: Torch-Pruning's pruning group rooted at a layer's output channels (channels
+  added by a residual, concatenated, flattened into a Linear, normalised by a BatchNorm, or read
+  by a depthwise convolution, which passes them through);
+* ``"heads"``: the heads of one attention module (``attention.py``);
+* ``"blocks"``: the channel blocks of a grouped convolution (``1 < groups < channels``): block
+  ``b`` is its input channels ``b`` (and the layer producing them) and its output channels ``b``.
+
+The gate multiplies the group's channels at the *inputs of the group's consumers* (every layer
+that reads them, see ``handlers.py``). Gating there, rather than at the producer's output, makes
+removal exact whatever per-channel operation sits in between: BatchNorm (which maps a zero
+channel to a non-zero constant), residual adds, a sigmoid, a depthwise convolution. This is the
+tri-state ReLU's own form, ``w * act(x)``, and the switcher network's ``(x * g) W``.
+
+What cannot be followed exactly is *skipped* with the reason (an op outside the allow-list of
+``ops.py``, a layer type without a handler, a failed trace of one group); ``verify.py`` then
+shrinks a copy with a random pattern to catch anything these rules missed.
 """
 
 from __future__ import annotations
@@ -17,24 +29,21 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning.ops import OPTYPE
 
-from archlearn.structure.graph import CallTrace, dependency_graph, trace_calls
+from archlearn.structure.attention import HeadLayout, find_heads
+from archlearn.structure.graph import CallTrace, dependency_graph, run_model, trace_calls
+from archlearn.structure.handlers import handler_for, is_depthwise, is_grouped, out_pruner
+from archlearn.structure.ops import LAYOUT, op_caveat, op_name, op_problem
 
-# Member types a group may contain and still be removed exactly by gating consumer inputs.
-_SUPPORTED = {
-    OPTYPE.CONV,
-    OPTYPE.LINEAR,
-    OPTYPE.BN,
-    OPTYPE.ELEMENTWISE,
-    OPTYPE.CONCAT,
-    OPTYPE.SPLIT,
-    OPTYPE.RESHAPE,
-}
 _RELU_GRAD_FNS = ("ReluBackward0", "ReluBackward1")
+_LAYER_TYPES = {OPTYPE.CONV, OPTYPE.LINEAR, OPTYPE.CUSTOMIZED}
 
 
 @dataclass
 class GateSite:
-    """A consumer whose input channels ``channels`` are scaled by ``gate[units]``."""
+    """A consumer whose input channels ``channels`` are scaled by ``gate[units]``.
+
+    For an ``nn.MultiheadAttention`` site, channels and units are head indices.
+    """
 
     module: str
     channels: list[int]
@@ -52,15 +61,34 @@ class DepthSite:
 
 
 @dataclass
+class BlockLayout:
+    """A grouped convolution whose channel blocks are the units."""
+
+    conv: str
+    input_root: str
+    in_per_block: int
+    out_per_block: int
+
+    def step(self, blocks_off: list[int]) -> dict:
+        return {"op": "prune_blocks", "conv": self.conv, "input_root": self.input_root,
+                "blocks": blocks_off, "in_per_block": self.in_per_block,
+                "out_per_block": self.out_per_block}
+
+
+@dataclass
 class UnitGroup:
     """One gate vector: ``size`` coupled units rooted at module ``name``."""
 
     name: str
     size: int
-    kind: str  # "linear" | "conv"
+    kind: str  # "channels" | "heads" | "blocks"
     sites: list[GateSite]
     depth: DepthSite | None = None
     members: list[str] = field(default_factory=list)
+    heads: HeadLayout | None = None
+    blocks: BlockLayout | None = None
+    caveat: str | None = None  # why it would be refused if the trial shrink fails (verify.py)
+    producers: list[str] = field(default_factory=list)  # layers whose outputs are the units
 
 
 @dataclass
@@ -71,40 +99,12 @@ class Skipped:
     reason: str
 
 
-def _node_name(dg: tp.DependencyGraph, node) -> str:
-    return dg._module2name.get(node.module, node.name)
+def _name(dg: tp.DependencyGraph, module) -> str:
+    return dg._module2name.get(module, getattr(module, "name", None) or repr(module))
 
 
 def _is_output_node(node) -> bool:
     return node.type == getattr(OPTYPE, "OUTPUT", -1) or not node.outputs
-
-
-def _unsupported_reason(dep) -> str | None:
-    node = dep.target
-    if node.type not in _SUPPORTED:
-        return f"contains a {type(node.module).__name__} ({node.type.name}), which cannot be gated"
-    if node.type in (OPTYPE.ELEMENTWISE, OPTYPE.CONCAT) and _reads_untraced_tensor(node):
-        return (
-            f"its channels meet, in a {node.grad_fn.name()}, a tensor that no layer computes "
-            "(the model's input, a buffer or a constant), which cannot be pruned with them"
-        )
-    module = node.module
-    if isinstance(module, nn.modules.conv._ConvNd) and module.groups != 1:
-        return "contains a grouped convolution"
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.affine:
-        return "contains a BatchNorm without affine parameters"
-    return None
-
-
-def _reads_untraced_tensor(node) -> bool:
-    """An add, multiply or concatenation with an operand Torch-Pruning does not track.
-
-    The graph follows autograd, so the model's input, a buffer or a constant tensor has no
-    node: pruning the group would shrink one operand and leave the other (``h + x`` with ``x``
-    the input then broadcasts or crashes). Free parameters do get nodes (and are refused as
-    unsupported members), so only operands without any autograd history are flagged here.
-    """
-    return any(fn is None for fn, _ in getattr(node.grad_fn, "next_functions", ()))
 
 
 def find_groups(
@@ -117,30 +117,49 @@ def find_groups(
 
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> groups, skipped = find_groups(net, (torch.zeros(1, 4),))
-    >>> [(g.name, g.size, g.depth.act) for g in groups]
-    [('0', 8, '1')]
+    >>> [(g.name, g.size, g.kind, g.depth.act) for g in groups]
+    [('0', 8, 'channels', '1')]
     """
     ignored = ignored or set()
     dg = dependency_graph(model, inputs)
     trace = trace_calls(model, inputs)
-    groups: list[UnitGroup] = []
-    skipped: list[Skipped] = []
-    for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
-        root = group[0].dep.target.module
+    groups, skipped = _head_groups(model, inputs, dg, ignored)
+    claimed = _claimed(groups)
+    tp_groups = _tp_groups(dg, skipped)
+    handled: set[nn.Module] = set()
+    for conv, producer in _grouped_conv_inputs(dg, tp_groups).items():
+        handled |= {conv, producer}
+        unit, reason = _block_group(dg, conv, tp_groups.get(conv), tp_groups[producer], ignored,
+                                    claimed)
+        if unit is not None:
+            groups.append(unit)
+            continue
+        conv_name = dg._module2name[conv]
+        skipped.append(Skipped(conv_name, str(reason)))
+        skipped.append(Skipped(dg._module2name[producer], f"its channels are read by the grouped "
+                                                           f"convolution {conv_name}: {reason}"))
+    for root, group in tp_groups.items():
         name = dg._module2name[root]
-        reason = _group_problem(dg, group, ignored)
+        if (name, "out") in claimed or root in handled:
+            continue  # gated by head, or one side of a grouped convolution's blocks
+        if is_grouped(root):
+            skipped.append(Skipped(name, "a grouped convolution whose input channels no "
+                                         "gateable layer produces"))
+            continue
+        reason = _group_problem(dg, group, ignored, claimed)
         if reason == "output":
             continue  # the model's own outputs are never pruned
         if reason:
             skipped.append(Skipped(name, reason))
             continue
-        sites = _gate_sites(dg, group)
         unit = UnitGroup(
             name=name,
             size=dg.get_out_channels(root),
-            kind="linear" if isinstance(root, nn.Linear) else "conv",
-            sites=sites,
-            members=sorted({_node_name(dg, d.target) for d, _ in group}),
+            kind="channels",
+            sites=_gate_sites(dg, group),
+            members=sorted({_name(dg, d.target.module) for d, _ in group}),
+            caveat=next((c for d, _ in group if (c := op_caveat(d.target))), None),
+            producers=_producers(dg, group),
         )
         unit.depth = _depth_site(dg, group, trace, model)
         groups.append(unit)
@@ -149,39 +168,222 @@ def find_groups(
     return groups, skipped
 
 
-def _group_problem(dg: tp.DependencyGraph, group, ignored: set[str]) -> str | None:
+def _tp_groups(dg: tp.DependencyGraph, skipped: list[Skipped]) -> dict[nn.Module, object]:
+    """Torch-Pruning's group of every layer's output channels (as ``get_all_groups`` does, but a
+    group Torch-Pruning cannot follow is skipped with the reason instead of ending the loop)."""
+    out: dict[nn.Module, object] = {}
+    visited: set[nn.Module] = set()
+    # roots in the model's own order: a group is named after its first layer (an expansion
+    # convolution, not the squeeze-excitation layer that multiplies the same channels)
+    for m in dg.model.modules():
+        if m in visited or m not in dg.module2node:
+            continue
+        if handler_for(m) is None and not is_grouped(m):
+            continue
+        pruner = dg.get_pruner_of_module(m)
+        try:
+            group = dg.get_pruning_group(m, pruner.prune_out_channels,
+                                         list(range(pruner.get_out_channels(m))))
+        except Exception as exc:  # Torch-Pruning's index mapping fails on e.g. channel shuffles
+            skipped.append(Skipped(dg._module2name[m], "Torch-Pruning cannot follow its channels "
+                                   f"({type(exc).__name__}: {exc})"))
+            continue
+        for dep, _ in group:
+            if dg.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module,
+                                                                        nn.Module):
+                visited.add(dep.target.module)
+        out[m] = group
+    return out
+
+
+def _head_groups(model, inputs, dg, ignored) -> tuple[list[UnitGroup], list[Skipped]]:
+    layouts, refused = find_heads(model, inputs, run_model)
+    groups: list[UnitGroup] = []
+    skipped = [Skipped(name, reason) for name, reason in refused]
+    for lay in layouts:
+        layers = {p for p, _ in lay.projections} | ({lay.output} if lay.output else set())
+        if lay.module in ignored or layers & ignored:
+            skipped.append(Skipped(lay.module, "ignored by the user"))
+            continue
+        reason = _reaches_output(dg, model, lay)
+        if reason:
+            skipped.append(Skipped(lay.module, reason))
+            continue
+        if lay.style == "mha":
+            sites = [GateSite(lay.module, list(range(lay.heads)), list(range(lay.heads)))]
+        else:
+            inner = lay.heads * lay.head_dim
+            sites = [GateSite(lay.output, list(range(inner)),
+                              [c // lay.head_dim for c in range(inner)])]
+        producers = sorted({p for p, _ in lay.projections}) or [lay.module]
+        groups.append(UnitGroup(lay.module, lay.heads, "heads", sites,
+                                members=sorted(layers | {lay.module}), heads=lay,
+                                producers=producers))
+    return groups, skipped
+
+
+def _reaches_output(dg, model, lay: HeadLayout) -> str | None:
+    """Keys or values that the model returns (a key/value cache) cannot lose heads."""
+    for proj, _ in lay.projections:
+        module = model.get_submodule(proj)
+        if module not in dg.module2node:
+            return f"its projection {proj} is not in the traced graph"
+        pruner = dg.get_pruner_of_module(module)
+        try:
+            group = dg.get_pruning_group(module, pruner.prune_out_channels,
+                                         list(range(pruner.get_out_channels(module))))
+        except Exception as exc:
+            return f"Torch-Pruning cannot follow {proj}'s channels ({type(exc).__name__}: {exc})"
+        if any(d.target.type == OPTYPE.OUTPUT for d, _ in group):
+            return ("its keys/values are returned by the model (a key/value cache): call the "
+                    "model without a cache (use_cache=False) to gate its heads")
+    return None
+
+
+def _claimed(groups: list[UnitGroup]) -> set[tuple[str, str]]:
+    """(layer, "out"|"in") channel sides that head groups own."""
+    claimed: set[tuple[str, str]] = set()
+    for g in groups:
+        if g.heads is None:
+            continue
+        claimed |= {(p, "out") for p, _ in g.heads.projections}
+        if g.heads.output:
+            claimed.add((g.heads.output, "in"))
+    return claimed
+
+
+def _grouped_conv_inputs(dg, tp_groups) -> dict[nn.Module, nn.Module]:
+    """grouped conv -> the root of the group producing its input channels (its blocks' inputs)."""
+    out = {}
+    for root, group in tp_groups.items():
+        for dep, _ in group:
+            m = dep.target.module
+            if (m is not root and is_grouped(m) and dg.is_in_channel_pruning_fn(dep.handler)):
+                out[m] = root
+    return out
+
+
+def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = None,
+                    channel_dim: int | None = None) -> str | None:
+    node = dep.target
+    module = node.module
+    name = _name(dg, module)
+    if name in ignored:
+        return "ignored by the user"
+    side = "out" if dg.is_out_channel_pruning_fn(dep.handler) else "in"
+    if (name, side) in claimed:
+        return f"its channels are coupled with the attention layer {name}"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return None if module.affine else "contains a BatchNorm without affine parameters"
+    if isinstance(module, nn.Module) and node.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}:
+        if is_depthwise(module) or handler_for(module) is not None or module is grouped_ok:
+            return None
+        if is_grouped(module):
+            return f"its channels are read by the grouped convolution {name} with other layers"
+        return f"contains a {type(module).__name__} ({name}), a layer type without a handler"
+    return op_problem(node, channel_dim)
+
+
+def _channel_dim(dg, group) -> int | None:
+    """Where the group's channels sit in its activations, if every producer agrees and no
+    permute/transpose moves them."""
+    if any(d.target.type == OPTYPE.ELEMENTWISE and op_name(d.target.grad_fn) in LAYOUT
+           for d, _ in group):
+        return None
+    dims = set()
     for dep, _ in group:
-        node = dep.target
-        if dg.is_out_channel_pruning_fn(dep.handler) and _is_output_node(node):
+        m = dep.target.module
+        if dg.is_out_channel_pruning_fn(dep.handler) and isinstance(m, nn.Module):
+            h = handler_for(m)
+            if h is not None:
+                dims.add(h.channel_dim)
+            elif isinstance(m, nn.modules.conv._ConvNd):
+                dims.add(1)
+    return dims.pop() if len(dims) == 1 else None
+
+
+def _group_problem(dg: tp.DependencyGraph, group, ignored: set[str], claimed,
+                   grouped_ok: nn.Module | None = None) -> str | None:
+    for dep, _ in group:
+        if dg.is_out_channel_pruning_fn(dep.handler) and _is_output_node(dep.target):
             return "output"
+    channel_dim = _channel_dim(dg, group)
     for dep, _ in group:
-        reason = _unsupported_reason(dep)
+        reason = _member_problem(dg, dep, ignored, claimed, grouped_ok, channel_dim)
         if reason:
             return reason
-        if _node_name(dg, dep.target) in ignored:
-            return "ignored by the user"
-    if dg._module2name.get(group[0].dep.target.module) in dg.IGNORED_LAYERS_IN_TRACING:
-        return "ignored"
-    if not any(dg.is_in_channel_pruning_fn(dep.handler) for dep, _ in group):
+    names = {op_name(d.target.grad_fn) for d, _ in group if d.target.type == OPTYPE.ELEMENTWISE}
+    if names & LAYOUT and any(d.target.type == OPTYPE.RESHAPE for d, _ in group):
+        return ("its channels are reshaped and permuted (e.g. a channel shuffle), which cannot "
+                "be followed exactly")
+    if not any(dg.is_in_channel_pruning_fn(dep.handler) and _is_site(dep.target.module)
+               for dep, _ in group):
         return "has no consumer layer to gate"
     return None
 
 
-def _gate_sites(dg: tp.DependencyGraph, group) -> list[GateSite]:
+def _producers(dg, group) -> list[str]:
+    return sorted({dg._module2name[d.target.module] for d, _ in group
+                   if dg.is_out_channel_pruning_fn(d.handler)
+                   and isinstance(d.target.module, nn.Module)
+                   and getattr(d.target.module, "weight", None) is not None
+                   and d.target.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}})
+
+
+def _is_site(module) -> bool:
+    return isinstance(module, nn.Module) and handler_for(module) is not None
+
+
+def _gate_sites(dg: tp.DependencyGraph, group, per_unit: int = 1) -> list[GateSite]:
     sites = []
     for item in group:
         dep = item.dep
-        if dg.is_in_channel_pruning_fn(dep.handler) and isinstance(
-            dep.target.module, (nn.Linear, nn.modules.conv._ConvNd)
-        ):
+        if dg.is_in_channel_pruning_fn(dep.handler) and _is_site(dep.target.module):
             sites.append(
                 GateSite(
                     module=dg._module2name[dep.target.module],
                     channels=[int(i) for i in item.idxs],
-                    units=[int(i) for i in item.root_idxs],
+                    units=[int(i) // per_unit for i in item.root_idxs],
                 )
             )
     return sites
+
+
+def _block_group(dg, conv: nn.Module, out_group, in_group, ignored, claimed):
+    """Units = the channel blocks of a grouped convolution (its input and output channels ``b``).
+
+    The output side is ``conv``'s own group; the input side, the group of the layer producing
+    its input, must have no other reader, so removing block ``b`` removes exactly that block.
+    """
+    name = dg._module2name[conv]
+    if out_group is None:
+        return None, "Torch-Pruning cannot follow the grouped convolution's output channels"
+    reason = _group_problem(dg, out_group, ignored, claimed, grouped_ok=conv)
+    if reason == "output":
+        return None, "the grouped convolution's channels are the model's output"
+    if reason:
+        return None, reason
+    reason = _group_problem(dg, in_group, ignored, claimed, grouped_ok=conv)
+    if reason not in (None, "has no consumer layer to gate"):
+        return None, f"the grouped convolution's input group: {reason}"
+    readers = [d.target.module for d, _ in in_group
+               if dg.is_in_channel_pruning_fn(d.handler) and isinstance(d.target.module, nn.Module)
+               and d.target.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}]
+    if readers != [conv]:
+        return None, "the channels read by the grouped convolution are also read by other layers"
+    for item in in_group:
+        if item.dep.target.module is conv and list(item.idxs) != list(item.root_idxs):
+            return None, "the grouped convolution's input channels are reordered"
+    g = conv.groups
+    out_per, in_per = conv.out_channels // g, conv.in_channels // g
+    root = in_group[0].dep.target.module
+    sites = _gate_sites(dg, out_group, per_unit=out_per)
+    members = {_name(dg, d.target.module) for d, _ in out_group}
+    members |= {_name(dg, d.target.module) for d, _ in in_group}
+    layout = BlockLayout(name, dg._module2name[root], in_per, out_per)
+    producers = sorted(set(_producers(dg, out_group)) | set(_producers(dg, in_group)))
+    return UnitGroup(name, g, "blocks", sites, members=sorted(members), blocks=layout,
+                     producers=producers), None
 
 
 def _depth_site(dg: tp.DependencyGraph, group, trace: CallTrace, model: nn.Module):
@@ -219,9 +421,9 @@ def _depth_site(dg: tp.DependencyGraph, group, trace: CallTrace, model: nn.Modul
 
 
 def _mergeable(a: nn.Module, b: nn.Module) -> bool:
-    if isinstance(a, nn.Linear) and isinstance(b, nn.Linear):
+    if type(a) is nn.Linear and type(b) is nn.Linear:
         return True
-    if isinstance(a, nn.Conv2d) and isinstance(b, nn.Conv2d):
+    if type(a) is nn.Conv2d and type(b) is nn.Conv2d:
         return (
             b.kernel_size == (1, 1) and b.stride == (1, 1) and b.padding in ((0, 0), "valid")
             and b.dilation == (1, 1) and b.groups == 1 and a.groups == 1
@@ -237,3 +439,7 @@ def _activation_module(trace: CallTrace, model: nn.Module, before: str, after: s
             if trace.output_of.get(name) in trace.inputs_of.get(after, []):
                 return name
     return None
+
+
+__all__ = ["BlockLayout", "DepthSite", "GateSite", "Skipped", "UnitGroup", "find_groups",
+           "out_pruner"]

@@ -6,10 +6,10 @@ import statistics
 import time
 
 import torch
-import torch_pruning as tp
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from archlearn.structure.graph import as_tuple, preserved_mode
+from archlearn.structure.graph import as_tuple, preserved_mode, run_model
 
 
 def count_params(model: nn.Module) -> int:
@@ -17,23 +17,37 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, example_inputs) -> int:
-    """Multiply-accumulates of one forward pass for a single example (Torch-Pruning's counter).
+def layer_macs(model: nn.Module, example_inputs) -> dict[str, int]:
+    """Multiply-accumulates of one forward pass for a single example, per module name.
 
-    The counter adds one operation per bias element: ``nn.Linear(10, 5)`` counts 10 * 5 = 50
-    multiply-accumulates plus 5 bias additions, 55. A bias add is strictly not a MAC; we keep
-    the counter's convention (Torch-Pruning 1.6.0 and 1.6.1 give the same counts) so that every
-    MAC figure in docs/RESULTS.md and every Torch-Pruning peer row are counted alike. Layers
-    without a bias count their multiply-accumulates alone.
-
-    >>> count_macs(nn.Linear(10, 5), torch.zeros(8, 10)), count_macs(
-    ...     nn.Linear(10, 5, bias=False), torch.zeros(8, 10))
-    (55, 50)
+    Counted by PyTorch's own ``FlopCounterMode`` at the operator level (matrix products,
+    convolutions, attention), so functional calls inside a layer (transformers' ``Conv1D``,
+    ``scaled_dot_product_attention``) count too, which Torch-Pruning's counter misses; element-wise
+    operations and bias additions are not MACs (``nn.Linear(10, 5)`` is 50). The entry ``""`` is
+    the whole model.
     """
     one = tuple(t[:1] for t in as_tuple(example_inputs))
-    with preserved_mode(model), torch.no_grad():
-        macs, _ = tp.utils.count_ops_and_params(model, one)
-    return int(macs)
+    root = type(model).__name__
+    with preserved_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()
+        run_model(model, one)
+    out = {}
+    for key, ops in counter.get_flop_counts().items():
+        if key == "Global":
+            continue
+        name = "" if key == root else key.removeprefix(root + ".")
+        out[name] = sum(ops.values()) // 2
+    out[""] = counter.get_total_flops() // 2
+    return out
+
+
+def count_macs(model: nn.Module, example_inputs) -> int:
+    """Multiply-accumulates of one forward pass for a single example (see :func:`layer_macs`).
+
+    >>> count_macs(nn.Linear(10, 5), torch.zeros(1, 10))
+    50
+    """
+    return layer_macs(model, example_inputs)[""]
 
 
 def latency_ms(model: nn.Module, example_inputs, *, repeats: int = 30, warmup: int = 5) -> float:

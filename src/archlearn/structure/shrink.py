@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from archlearn.structure.attention import fold_mha, prune_heads
 from archlearn.structure.graph import dependency_graph, set_module
 from archlearn.structure.groups import UnitGroup
+from archlearn.structure.handlers import handler_for
 from archlearn.structure.merge import merge, merged_cost
 
 RECIPE_FORMAT = "archlearn.recipe/1"
@@ -45,7 +47,13 @@ def plan(groups: Sequence[UnitGroup], decisions: Sequence[Decision]) -> list[dic
         off = (dec.scale == 0).nonzero().flatten().tolist()
         if len(off) == group.size:
             off = off[1:]  # never zero width: keep unit 0, whose consumers' weights are now 0
-        if off:
+        if not off:
+            continue
+        if group.heads is not None:
+            steps.append(group.heads.step(off))
+        elif group.blocks is not None:
+            steps.append(group.blocks.step(off))
+        else:
             steps.append({"op": "prune", "root": group.name, "units": off})
     return steps
 
@@ -55,10 +63,12 @@ def fold_scales(model: nn.Module, groups: Sequence[UnitGroup], decisions: Sequen
     with torch.no_grad():
         for group, dec in zip(groups, decisions):
             for site in group.sites:
-                w = model.get_submodule(site.module).weight
-                s = dec.scale.to(w)[torch.tensor(site.units)]
-                shape = [1, -1] + [1] * (w.dim() - 2)
-                w[:, site.channels] *= s.view(shape)
+                module = model.get_submodule(site.module)
+                scale = dec.scale[torch.tensor(site.units, dtype=torch.long)]
+                if isinstance(module, nn.MultiheadAttention):
+                    fold_mha(module, scale)
+                else:
+                    handler_for(module).fold_input(module, site.channels, scale)
 
 
 def shrink(
@@ -111,6 +121,12 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
             pruner = dg.get_pruner_of_module(root)
             with torch.enable_grad():
                 dg.get_pruning_group(root, pruner.prune_out_channels, list(step["units"])).prune()
+        elif op == "prune_heads":
+            prune_heads(model, step)
+            dg = None
+        elif op == "prune_blocks":
+            prune_blocks(model, step, inputs)
+            dg = None
         elif op == "merge":
             a = model.get_submodule(step["producer"])
             bn = model.get_submodule(step["norm"]) if step.get("norm") else None
@@ -123,6 +139,39 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
         else:
             raise ValueError(f"unknown recipe step {op!r}")
     return model
+
+
+def prune_blocks(model: nn.Module, step: dict, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Remove whole channel blocks of a grouped convolution, with what produces and reads them.
+
+    Torch-Pruning slices every other member of the two groups (the layer producing the blocks'
+    inputs, BatchNorms, readers); the grouped convolution itself is sliced here, because its
+    ``groups`` must drop with the blocks (Torch-Pruning's convolution handler keeps it).
+    """
+    conv = model.get_submodule(step["conv"])
+    blocks = sorted(int(b) for b in step["blocks"])
+    out_per, in_per = int(step["out_per_block"]), int(step["in_per_block"])
+    out_idx = [b * out_per + j for b in blocks for j in range(out_per)]
+    in_idx = [b * in_per + j for b in blocks for j in range(in_per)]
+    producer = model.get_submodule(step["input_root"])
+    dg = dependency_graph(model, inputs)
+    with torch.enable_grad():
+        sides = [dg.get_pruning_group(conv, dg.get_pruner_of_module(conv).prune_out_channels,
+                                      out_idx),
+                 dg.get_pruning_group(producer, dg.get_pruner_of_module(producer)
+                                      .prune_out_channels, in_idx)]
+        for group in sides:
+            for dep, idxs in group:
+                if dep.target.module is not conv:
+                    dep(idxs)
+    keep = torch.tensor([i for i in range(conv.out_channels) if i not in set(out_idx)])
+    with torch.no_grad():
+        conv.weight = nn.Parameter(conv.weight.index_select(0, keep.to(conv.weight.device)))
+        if conv.bias is not None:
+            conv.bias = nn.Parameter(conv.bias.index_select(0, keep.to(conv.bias.device)))
+    conv.out_channels -= len(out_idx)
+    conv.in_channels -= len(in_idx)
+    conv.groups -= len(blocks)
 
 
 def apply_recipe(model: nn.Module, recipe: dict) -> nn.Module:

