@@ -42,7 +42,7 @@ class Learner:
         self._arch_cache: tuple[bytes, dict] | None = None
 
     def _follow_model(self, module: nn.Module, args: Any) -> None:
-        weight = self._probe.weight
+        weight = next(self._probe.parameters())  # a gate site's layer (attention has no .weight)
         if weight.device != self.method.device or _dtype_for(weight) != self.method.dtype:
             self._move(weight.device, _dtype_for(weight))
 
@@ -63,7 +63,7 @@ class Learner:
         (torch.float64, torch.float64)
         """
         self.model.to(*args, **kwargs)
-        weight = self._probe.weight
+        weight = next(self._probe.parameters())
         self._move(weight.device, _dtype_for(weight))
         return self
 
