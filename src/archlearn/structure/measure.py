@@ -28,7 +28,9 @@ def layer_macs(model: nn.Module, example_inputs) -> dict[str, int]:
     """
     one = tuple(t[:1] for t in as_tuple(example_inputs))
     root = type(model).__name__
-    with preserved_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+    # with autograd on: nn.MultiheadAttention and TransformerEncoderLayer take a fused fast path
+    # under no_grad whose products FlopCounterMode does not see
+    with preserved_mode(model), torch.enable_grad(), FlopCounterMode(display=False) as counter:
         model.eval()
         run_model(model, one)
     out = {}
