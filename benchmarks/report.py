@@ -306,10 +306,10 @@ def main() -> None:
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
             "by the command named in its section; `make results` regenerates this page and "
             "`make bench` reruns everything.\n\n")
-    from benchmarks import report_methods
+    from benchmarks import report_methods, report_zoo
 
     text += core_demo() + user_loop() + peers() + paper_section()
-    text += "\n" + report_methods.section() + structure_section()
+    text += "\n" + report_methods.section() + structure_section() + report_zoo.section()
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     print(f"wrote {DOC}")

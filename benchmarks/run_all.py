@@ -15,6 +15,7 @@ STEPS = [
     ["-m", "benchmarks.magnitude_stier"],
     ["-m", "benchmarks.structure_prediction"],
     ["-m", "benchmarks.genetic_search"],
+    ["-m", "benchmarks.zoo"],
     ["-m", "benchmarks.report"],
 ]
 

@@ -41,11 +41,11 @@ LAYOUT = frozenset({"Permute", "Transpose"})
 FOLLOWED = {OPTYPE.CONCAT, OPTYPE.SPLIT, OPTYPE.RESHAPE, OPTYPE.DEPTHWISE_CONV, OPTYPE.IN,
             OPTYPE.PRELU}
 REFUSED = {
-    OPTYPE.LN: "a LayerNorm normalises over the channels, so removing one changes the others",
-    OPTYPE.GN: "a GroupNorm normalises over groups of channels",
-    OPTYPE.EMBED: "an Embedding's columns are a stream the gate cannot remove exactly",
+    OPTYPE.LN: "a LayerNorm, which normalises over the channels (removing one changes the rest)",
+    OPTYPE.GN: "a GroupNorm, which normalises over groups of channels",
+    OPTYPE.EMBED: "an Embedding, whose columns are a stream no gate can remove exactly",
     OPTYPE.MHA: "an nn.MultiheadAttention's embedding dimension (its heads are gated instead)",
-    OPTYPE.LSTM: "an LSTM's hidden units are not handled",
+    OPTYPE.LSTM: "an LSTM, whose hidden units are not handled",
     OPTYPE.UNBIND: "an unbind of the channel dimension",
     OPTYPE.EXPAND: "an expand (a broadcast batched product, as in eager attention)",
     OPTYPE.SLICE: "a slice of the channel dimension",

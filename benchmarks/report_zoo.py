@@ -1,0 +1,51 @@
+"""docs/RESULTS.md section: real architectures (benchmarks/results/zoo.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "zoo.json"
+
+
+def _seconds(t: dict) -> str:
+    return f"{t['median']:.1f} ({t['min']:.1f}-{t['max']:.1f})"
+
+
+def section(path: Path = RESULTS) -> str:
+    out = ["\n## Real architectures: what is gated, what is skipped and why\n\n"]
+    if not path.exists():
+        return "".join(out) + "_Not run yet: `python -m benchmarks.zoo`._\n"
+    r = json.loads(path.read_text())
+    p = r["provenance"]
+    dirty = " + local changes" if p["dirty"] else ""
+    out.append(
+        f"Command: `{p['command']}` (commit {p['commit'][:10]}{dirty}, "
+        f"torch {p['torch']}, transformers {p['transformers']}, {p['machine']}). transformers' "
+        "own model classes at their default sizes, random init (nothing downloaded), and the "
+        "pre-trained all-MiniLM-L6-v2; images 224x224, 128 tokens. *Gated*: the share of output "
+        "channels that are units of a gate group, and of the parameters and MACs in layers a "
+        "group can shrink. Attach includes tracing and the trial shrink that checks every group; "
+        "shrink is with about half of every group's units off. Seconds: median (range) of "
+        f"{p['repeats']} interleaved runs.\n\n")
+    out.append("| model | params | MACs | gated channels | gated params | gated MACs | "
+               "groups: channels / heads / blocks | attach s | shrink s |\n")
+    out.append("|---|---|---|---|---|---|---|---|---|\n")
+    notes = []
+    for name, row in r["models"].items():
+        if "error" in row:
+            out.append(f"| {name} | refused: {row['error']} |||||||| \n")
+            continue
+        s, g = row["share"], row["groups"]
+        out.append(
+            f"| {name} | {row['params'] / 1e6:.1f}M | {row['macs'] / 1e9:.2f}G | "
+            f"{100 * s['channels']:.0f}% | {100 * s['params']:.0f}% | {100 * s['macs']:.0f}% | "
+            f"{g.get('channels', 0)} / {g.get('heads', 0)} / {g.get('blocks', 0)} | "
+            f"{_seconds(row['attach_s'])} | {_seconds(row['shrink_s'])} |\n")
+        if row["skipped"]:
+            reasons = "; ".join(f"{n}x {reason}" for reason, n in row["skipped"].items())
+            notes.append(f"- **{name}** skipped: {reasons}\n")
+    if notes:
+        out.append("\nSkipped groups (left ungated, listed in `architecture()[\"skipped\"]`):\n\n")
+        out += notes
+    return "".join(out)

@@ -1,0 +1,26 @@
+"""The real-architectures benchmark runs and its RESULTS section renders every column."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("transformers")
+
+
+def test_zoo_benchmark_quick_run_renders(tmp_path):
+    out = tmp_path / "zoo.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.zoo", "--quick", "--repeats", "1",
+                        "--models", "resnet,bert-sdpa", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["models"]
+    assert set(rows) == {"resnet", "bert-sdpa"}
+    assert rows["bert-sdpa"]["groups"] == {"heads": 2, "channels": 2}
+    assert any("LayerNorm" in reason for reason in rows["bert-sdpa"]["skipped"])
+    from benchmarks import report_zoo
+
+    text = report_zoo.section(out)
+    table = [line for line in text.splitlines() if line.startswith("| resnet")]
+    assert len(table) == 1 and all(cell.strip() for cell in table[0].strip("|").split("|"))
