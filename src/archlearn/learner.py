@@ -38,17 +38,25 @@ class Learner:
         self.groups, self.skipped = groups, skipped
         self.hooks = GateHooks(model, groups, method.gate, method.depth_gate)
         self._probe = model.get_submodule(groups[0].sites[0].module)
+        self._where = (self._weight().device, self._weight().dtype)
         self._follow = model.register_forward_pre_hook(self._follow_model)
         self._arch_cache: tuple[bytes, dict] | None = None
 
-    def _follow_model(self, module: nn.Module, args: Any) -> None:
-        weight = next(self._probe.parameters())  # a gate site's layer (attention has no .weight)
-        if weight.device != self.method.device or _dtype_for(weight) != self.method.dtype:
-            self._move(weight.device, _dtype_for(weight))
+    def _weight(self) -> torch.Tensor:
+        """A parameter of a gate site's layer: where the model is (attention has no .weight)."""
+        return next(self._probe.parameters())
 
-    def _move(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.method.to(device, dtype)
-        self.inputs = tuple(t.to(device) for t in self.inputs)
+    def _follow_model(self, module: nn.Module, args: Any) -> None:
+        weight = self._weight()
+        if (weight.device, weight.dtype) != self._where:
+            self._move(weight)
+
+    def _move(self, weight: torch.Tensor) -> None:
+        """Structure parameters and example inputs to where the model's weights now are."""
+        self._where = (weight.device, weight.dtype)
+        self.method.to(weight.device, _dtype_for(weight))
+        self.inputs = tuple(t.to(weight.device, weight.dtype) if t.is_floating_point()
+                            else t.to(weight.device) for t in self.inputs)
 
     def to(self, *args: Any, **kwargs: Any) -> Learner:
         """Move the model and the structure parameters, like ``nn.Module.to``; returns ``self``.
@@ -63,8 +71,7 @@ class Learner:
         (torch.float64, torch.float64)
         """
         self.model.to(*args, **kwargs)
-        weight = next(self._probe.parameters())
-        self._move(weight.device, _dtype_for(weight))
+        self._move(self._weight())
         return self
 
     def penalty(self) -> torch.Tensor:
