@@ -50,9 +50,15 @@ from torch.nn.utils import prune as torch_prune
 
 import archlearn as al
 from archlearn import ArchlearnError, data, models
-from archlearn.experiments.common import provenance, summarise, train_learned, write_json
+from archlearn.io import write_json
 from archlearn.methods import names
-from archlearn.train import TrainConfig, Trainer, evaluate
+from archlearn.metrics import accuracy
+from archlearn.provenance import provenance
+from archlearn.runs import summarise, train_learned
+from archlearn.structure.measure import count_params
+from archlearn.train import Callback, TrainConfig, Trainer
+from benchmarks.peers import prune_to, taylor_grads, tp_pruned
+from benchmarks.plotting import figure, save
 
 RESULTS = Path(__file__).parent / "results"
 UNSTRUCTURED = "torch global_unstructured L1 80% + fine-tune"
@@ -90,17 +96,13 @@ def needs_batchnorm(method: str, make, example: torch.Tensor) -> bool:
     return False
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def nonzero_params(model: nn.Module) -> int:
     return sum(int((p != 0).sum()) for p in model.parameters())
 
 
 def record(task: str, name: str, family: str, seed: int, model: nn.Module, splits,
            seconds: float, **extra) -> dict:
-    figures = summarise(model, splits, seconds)
+    figures = summarise(model, splits.test, seconds)
     figures.pop("model")
     return {"task": task, "method": name, "family": family, "seed": seed, **figures, **extra}
 
@@ -113,73 +115,24 @@ def dense_run(make, splits, seed: int, epochs: int) -> tuple[nn.Module, dict, fl
     half: dict[str, Any] = {}
     start = time.perf_counter()
 
-    def snapshot(rec: dict) -> None:
+    def snapshot(trainer: Trainer, rec: dict) -> None:
         if rec["epoch"] == epochs // 2:
             half["state"] = copy.deepcopy(model.state_dict())
             half["seconds"] = time.perf_counter() - start
 
-    Trainer(model, splits.train, splits.test,
-            TrainConfig(epochs=epochs, seed=seed, progress=False), on_epoch=snapshot).fit()
+    Trainer(model, splits.train, None, TrainConfig(epochs=epochs, seed=seed, progress=False),
+            callbacks=[Callback(on_epoch=snapshot)]).fit()
     return model, half["state"], half["seconds"], time.perf_counter() - start
 
 
 # --- Torch-Pruning peers -----------------------------------------------------------------------
-def taylor_grads(dense: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
-    """Gradients of the loss on ``batch`` (eval mode), by parameter name, for Taylor importance."""
-    model = copy.deepcopy(dense).eval()
-    with torch.enable_grad():
-        x, y = batch
-        nn.functional.cross_entropy(model(x), y).backward()
-    return {n: p.grad.detach().clone() for n, p in model.named_parameters()}
-
-
-def tp_pruned(dense: nn.Module, example: torch.Tensor, ratio: float, importance: str,
-              grads: dict | None = None) -> nn.Module:
-    """A copy of ``dense`` with every prunable layer's outputs cut by ``ratio``."""
-    model = copy.deepcopy(dense)
-    was_training = model.training
-    final = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    if importance == "taylor":
-        assert grads is not None
-        for n, p in model.named_parameters():
-            p.grad = grads[n].clone()
-        imp = tp.importance.TaylorImportance()
-    elif importance == "l1":
-        imp = tp.importance.MagnitudeImportance(p=1)
-    elif importance == "bn":
-        imp = tp.importance.BNScaleImportance()
-    else:
-        raise ValueError(importance)
-    with torch.enable_grad():
-        pruner = tp.pruner.BasePruner(model, example, importance=imp, global_pruning=False,
-                                      pruning_ratio=ratio, ignored_layers=[final])
-        pruner.step()
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return model
-
-
 def tp_prune_to(dense, example, target: int | None, importance: str, grad_batch,
                 iterations: int = 20) -> tuple[nn.Module, float]:
-    """Bisect the uniform ratio in [0, 0.99] for ``target`` params, or use the fixed ratio."""
+    """Bisect the uniform ratio for ``target`` params, or use the fixed ratio when None."""
     grads = taylor_grads(dense, grad_batch) if importance == "taylor" else None
     if target is None:
         return tp_pruned(dense, example, FALLBACK_RATIO, importance, grads), FALLBACK_RATIO
-    lo, hi = 0.0, 0.99
-    best, best_ratio = copy.deepcopy(dense), 0.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        model = tp_pruned(dense, example, mid, importance, grads)
-        count = n_params(model)
-        if abs(count - target) < abs(n_params(best) - target):
-            best, best_ratio = model, mid
-        if count > target:
-            lo = mid
-        elif count < target:
-            hi = mid
-        else:
-            break
-    return best, best_ratio
+    return prune_to(dense, example, target, importance, grads, iterations)
 
 
 def unstructured(dense: nn.Module, splits, seed: int, epochs: int) -> tuple[nn.Module, float]:
@@ -188,8 +141,8 @@ def unstructured(dense: nn.Module, splits, seed: int, epochs: int) -> tuple[nn.M
     targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured,
                                     amount=0.8)
-    pruned_accuracy = evaluate(model, splits.test)
-    Trainer(model, splits.train, splits.test,
+    pruned_accuracy = accuracy(model, splits.test)
+    Trainer(model, splits.train, None,
             TrainConfig(epochs=epochs, seed=seed, progress=False)).fit()
     for module, name in targets:
         torch_prune.remove(module, name)
@@ -262,7 +215,7 @@ def run_task(task: str, seeds: int, epochs: int) -> tuple[list[dict], dict]:
                          "options": options, **r})
             log(rows[-1])
 
-    dense_params = n_params(spec["make"]())
+    dense_params = count_params(spec["make"]())
     targets = peer_targets(rows, dense_params)
     peer_setup = {"dense_params": dense_params, "targets": targets}
 
@@ -274,12 +227,12 @@ def run_task(task: str, seeds: int, epochs: int) -> tuple[list[dict], dict]:
             state, half_s = halves[(seed, bn)]
             dense = makers[bn]()
             dense.load_state_dict(state)
-            dense_accuracy = evaluate(dense, splits.test)
+            dense_accuracy = accuracy(dense, splits.test)
             for t in targets:
                 start = time.perf_counter()
                 model, ratio = tp_prune_to(dense, example, t["params"], importance, grad_batch)
-                pruned_accuracy = evaluate(model, splits.test)
-                Trainer(model, splits.train, splits.test,
+                pruned_accuracy = accuracy(model, splits.test)
+                Trainer(model, splits.train, None,
                         TrainConfig(epochs=rest, seed=seed, progress=False)).fit()
                 rows.append(record(task, f"{base} @ {t['label']}", "peer", seed, model, splits,
                                    half_s + time.perf_counter() - start, pruning_ratio=ratio,
@@ -293,7 +246,7 @@ def run_task(task: str, seeds: int, epochs: int) -> tuple[list[dict], dict]:
         model, pruned_accuracy = unstructured(dense, splits, seed, rest)
         r = record(task, UNSTRUCTURED, "peer", seed, model, splits,
                    half_s + time.perf_counter() - start, pruned_accuracy=pruned_accuracy,
-                   unstructured=True, dense_params=n_params(model))
+                   unstructured=True, dense_params=count_params(model))
         r["params"] = nonzero_params(model)
         r["architecture"] += " (80% of weights zero)"
         rows.append(r)
@@ -400,14 +353,11 @@ def verdicts(all_means: dict[str, dict[str, dict]]) -> dict[str, dict]:
 
 def plot(all_means: dict[str, dict[str, dict]], path: Path) -> None:
     """Accuracy against params (log), one panel per task; the peers' front as a step line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, len(all_means), figsize=(7 * len(all_means), 5.5))
-    axes = [axes] if len(all_means) == 1 else list(axes)
+    fig, axes = figure(7 * len(all_means), 5.5, cols=len(all_means))
+    axes = axes if isinstance(axes, list) else [axes]
     style = {"archlearn": dict(marker="o", color="tab:blue"),
              "peer": dict(marker="s", color="tab:red", mfc="none"),
              "unstructured": dict(marker="D", color="tab:orange", mfc="none"),
@@ -452,19 +402,14 @@ def plot(all_means: dict[str, dict[str, dict]], path: Path) -> None:
         ax.set_ylabel("test accuracy % (mean of seeds, bar: std)")
         ax.set_title(TASKS[task]["label"])
         ax.grid(alpha=0.3, which="both")
-    handles = [plt.Line2D([], [], linestyle="none", **style["archlearn"], label="archlearn"),
-               plt.Line2D([], [], linestyle="none", **style["peer"], label="peer, structured"),
-               plt.Line2D([], [], linestyle="none", **style["unstructured"],
+    handles = [Line2D([], [], linestyle="none", **style["archlearn"], label="archlearn"),
+               Line2D([], [], linestyle="none", **style["peer"], label="peer, structured"),
+               Line2D([], [], linestyle="none", **style["unstructured"],
                           label="peer, unstructured (dense tensors)"),
-               plt.Line2D([], [], linestyle="none", **style["baseline"], label="dense baseline"),
-               plt.Line2D([], [], color="tab:red", alpha=0.35, label="peers' Pareto front")]
+               Line2D([], [], linestyle="none", **style["baseline"], label="dense baseline"),
+               Line2D([], [], color="tab:red", alpha=0.35, label="peers' Pareto front")]
     axes[0].legend(handles=handles, fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save(fig, path)
 
 
 def main() -> None:

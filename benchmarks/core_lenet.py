@@ -21,9 +21,11 @@ from torch import nn
 
 import archlearn as al
 from archlearn import data, models
-from archlearn.experiments import lenet_demo
-from archlearn.experiments.common import provenance, write_json
-from archlearn.train import evaluate
+from archlearn.io import write_json
+from archlearn.jobs import lenet_mnist
+from archlearn.metrics import accuracy
+from archlearn.provenance import provenance
+from archlearn.structure.measure import count_params
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,8 +54,8 @@ def user_loop(splits, seed: int, epochs: int, gated: bool, batch: int = 64) -> d
                 learner.step()
         epoch_seconds.append(time.perf_counter() - start)
     small = learner.shrink() if learner else model
-    return {"seed": seed, "params": sum(p.numel() for p in small.parameters()),
-            "accuracy": evaluate(small, splits.test),
+    return {"seed": seed, "params": count_params(small),
+            "accuracy": accuracy(small, splits.test),
             "epoch_seconds": statistics.median(epoch_seconds)}
 
 
@@ -105,11 +107,11 @@ def main() -> None:
     if args.overhead_only:
         return
     if not args.skip_demo:
-        results = lenet_demo.run(RESULTS / "demo", seeds=args.seeds, epochs=args.epochs,
+        results = lenet_mnist.run(RESULTS / "demo", seeds=args.seeds, epochs=args.epochs,
                                  progress=False,
                                  command=f"archlearn run lenet-mnist --seeds {args.seeds}")
         write_json(RESULTS / "core_demo.json", results)
-        print(lenet_demo.table(results))
+        print(lenet_mnist.table(results))
     plain = [user_loop(splits, s, args.epochs, gated=False) for s in range(args.seeds)]
     gated = [user_loop(splits, s, args.epochs, gated=True) for s in range(args.seeds)]
     payload = {

@@ -34,15 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from sklearn.model_selection import train_test_split
-from torch.utils.data import TensorDataset
 
-import archlearn as al
 from archlearn import data
-from archlearn.experiments.common import write_json
-from archlearn.search.genetic import Genome, ffn_fitness, plot_searches, search
+from archlearn.io import write_json
+from archlearn.provenance import provenance
+from archlearn.search.genetic import Genome, ffn_fitness, search
 from archlearn.search.training import train_ffn
 from benchmarks.parallel import completed, cpu_seconds
+from benchmarks.plotting import figure, save
 
 RESULTS = Path(__file__).parent / "results"
 #: Short-training settings per data set (``--epochs`` / ``--lr`` override them): mnist1d nets have
@@ -96,19 +95,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def split_valid(train: TensorDataset, n: int) -> tuple[TensorDataset, TensorDataset]:
-    """Hold ``n`` training examples out as the validation set (fitness never sees test).
-
-    Stratified and fixed (``random_state=0``): mnist5k's training rows are sorted by class, so
-    "the last n rows" would be a validation set of two classes the training part never has.
-    """
-    x, y = train.tensors
-    fit, val = train_test_split(np.arange(len(y)), test_size=n, random_state=0,
-                                stratify=y.numpy())
-    fit, val = torch.from_numpy(np.sort(fit)), torch.from_numpy(np.sort(val))
-    return TensorDataset(x[fit], y[fit]), TensorDataset(x[val], y[val])
-
-
 def predictor_quality(evaluated: list[dict[str, Any]]) -> float | None:
     """Spearman correlation of the predictor's forecast and the fitness of screened genomes."""
     pairs = [(e["predicted"], e["fitness"]) for e in evaluated if e["predicted"] is not None]
@@ -129,15 +115,16 @@ def sem(xs: list[float]) -> float:
 
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     splits = data.load(name, flatten=True, path=args.cifar_path if name == "cifar10" else None)
-    fit_train, valid = split_valid(splits.train, args.valid)
+    full_train = splits.train  # the winner is retrained on all of it before the test
+    splits = data.with_validation(splits, args.valid)  # fixed, stratified (numpy, seed 0)
+    fit_train, valid = splits.train, splits.valid
+    assert valid is not None
     defaults = DATASET_DEFAULTS.get(name, {"epochs": 2, "lr": 3e-3})
     epochs = args.epochs if args.epochs is not None else defaults["epochs"]
     lr = args.lr if args.lr is not None else defaults["lr"]
     fitness = ffn_fitness(fit_train, valid, splits.num_classes, epochs=epochs, anneal=args.anneal,
                           batch_size=args.batch_size, lr=lr)
-    out: dict[str, Any] = {"data": {"name": name, "split": splits.description,
-                                    "fit_train": len(fit_train), "valid": len(valid),
-                                    "test": len(splits.test)},
+    out: dict[str, Any] = {"data": {**splits.record(), "fit_train": len(fit_train)},
                            "training": {"epochs": epochs, "lr": lr, "anneal": args.anneal,
                                         "batch_size": args.batch_size},
                            "runs": {}}
@@ -157,7 +144,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             graph = Genome.from_json(best["genome"]).graph()
             # Retrain the winner on all training data (fresh seeds) and score it on test: its
             # validation fitness is the max of noisy runs, so it is optimistic by construction.
-            test_acc = mean([train_ffn(graph, splits.train, splits.test, splits.num_classes,
+            test_acc = mean([train_ffn(graph, full_train, splits.test, splits.num_classes,
                                        epochs=epochs, batch_size=args.batch_size, lr=lr,
                                        anneal=args.anneal,
                                        seed=10_000 + 100 * seed + r)
@@ -205,23 +192,43 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def plot_searches(curves: dict[str, list[list[list[float]]]], path: Path, title: str = "") -> None:
+    """Best fitness against trainings: one line per search run, the mean over runs in bold.
+
+    ``curves[name]`` is a list of runs, each the ``history`` of :func:`search`.
+    """
+    fig, ax = figure(6, 4)
+    for k, (name, runs) in enumerate(curves.items()):
+        color = f"C{k}"
+        length = min(len(r) for r in runs)
+        for run in runs:
+            ax.plot([t for t, _ in run], [b for _, b in run], color=color, alpha=0.25, lw=0.8)
+        best = np.mean([[b for _, b in run[:length]] for run in runs], axis=0)
+        ax.plot([t for t, _ in runs[0][:length]], best, color=color, lw=2,
+                label=f"{name} (mean of {len(runs)})")
+    ax.set_xlabel("networks trained")
+    ax.set_ylabel("best fitness so far")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    save(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     torch.set_num_threads(1)  # 2 shared cores; the nets are far too small to use more
     command = "python -m benchmarks.genetic_search " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     payload: dict[str, Any] = {
-        "provenance": {
-            "command": command.strip(),
-            "archlearn": al.__version__, "torch": torch.__version__,
-            "python": sys.version.split()[0], "threads": torch.get_num_threads(),
-            "seeds": list(range(args.seeds)),
-            "budget": {k: v for k, v in vars(args).items()
-                       if k not in ("out", "state_dir", "resume", "progress")},
-            "fitness": "validation accuracy (--valid training examples, stratified) after a short "
-                       "Adam training on the rest; test accuracy: the best genome retrained "
-                       "--test-repeats times on the full training split, mean test accuracy",
-        },
+        "provenance": provenance(
+            command.strip(),
+            seeds=list(range(args.seeds)),
+            budget={k: v for k, v in vars(args).items()
+                    if k not in ("out", "state_dir", "resume", "progress")},
+            fitness="validation accuracy (--valid training examples, stratified) after a short "
+                    "Adam training on the rest; test accuracy: the best genome retrained "
+                    "--test-repeats times on the full training split, mean test accuracy",
+        ),
         "datasets": {},
     }
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -34,8 +34,10 @@ from torch.utils.data import DataLoader
 
 import archlearn.prune as P
 from archlearn import data, models
-from archlearn.experiments.common import provenance, write_json
-from archlearn.train import evaluate
+from archlearn.io import write_json
+from archlearn.metrics import accuracy
+from archlearn.provenance import provenance
+from archlearn.structure.measure import count_params
 
 RESULTS = Path(__file__).parent / "results"
 AMOUNT = 0.8
@@ -63,7 +65,7 @@ def sgd_train(model: nn.Module, splits, epochs: int, seed: int,
             optimizer.step()
             if keeper is not None:
                 keeper.step()
-    return evaluate(model, splits.test)
+    return accuracy(model, splits.test)
 
 
 def prune_run(dense: nn.Module, splits, seed: int, scope: str, steps: int,
@@ -74,7 +76,7 @@ def prune_run(dense: nn.Module, splits, seed: int, scope: str, steps: int,
     before: list[float] = []
 
     def train_fn(m: nn.Module, epochs: int, keeper: P.MaskKeeper) -> dict:
-        before.append(evaluate(m, splits.test))
+        before.append(accuracy(m, splits.test))
         return {"pruned_accuracy": before[-1],
                 "retrained_accuracy": sgd_train(m, splits, epochs, seed + 1000 * len(before),
                                                 keeper)}
@@ -90,7 +92,7 @@ def prune_run(dense: nn.Module, splits, seed: int, scope: str, steps: int,
         "weights_left": alive,
         "pruned_accuracy": before[-1],  # right after the last pruning step
         "pruned_accuracy_first_step": before[0],
-        "accuracy": evaluate(model, splits.test),
+        "accuracy": accuracy(model, splits.test),
         "steps_history": [{"step": h["step"], "total": h["total"], **h["train"]}
                           for h in history],
     }
@@ -193,7 +195,7 @@ def main() -> None:
         "dense": {"accuracy": statistics.fmean(dense_acc),
                   "accuracy_std": statistics.stdev(dense_acc) if len(dense_acc) > 1 else 0.0,
                   "per_seed": dense_acc,
-                  "params": sum(p.numel() for p in models.mlp(784, [100], 10).parameters())},
+                  "params": count_params(models.mlp(784, [100], 10))},
         "dense_same_extra_epochs": {
             f"{c['extra_epochs']} extra epochs": statistics.fmean(
                 d["accuracy"] for d in controls if d["extra_epochs"] == c["extra_epochs"])

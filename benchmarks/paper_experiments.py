@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from archlearn import ArchlearnError, data
-from archlearn.experiments import paper
-from archlearn.experiments.common import write_json
+from archlearn.io import write_json
+from benchmarks import paper
 
 OUT = Path(__file__).parent / "results" / "paper"
 
@@ -27,7 +27,10 @@ NAMES = ["table31", "svd", "hyper", "classes", "depth", "bayesopt", "pretrained"
 def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
         source: dict | None = None) -> None:
     """Run experiment ``name``; ``source`` = ``{"dataset": ..., "path": ...}`` (default mnist5k)."""
-    src = source or {}
+    # the command as run, flags included (threads, data, epochs), for the provenance
+    command = "python -m benchmarks.paper_experiments " + " ".join(
+        [name, *(a for a in sys.argv[1:] if a not in NAMES + ["all"])])
+    src = {**(source or {}), "command": command}
     if name == "table31":
         result = paper.table31(seeds=seeds, epochs=epochs, **src)
     elif name == "svd":
@@ -41,15 +44,12 @@ def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
     elif name == "depth":
         result = paper.depth_selection(epochs=short, **src)
     elif name == "bayesopt":
-        result = paper.bayesopt(epochs=epochs, trials=20,
+        result = paper.bayesopt(epochs=epochs, trials=20, seeds=seeds,
                                 storage=f"sqlite:///{out}/optuna.db", out=out, **src)
     elif name == "pretrained":
         result = paper.pretrained(epochs=short, finetune=max(short // 2, 1), **src)
     else:
         raise SystemExit(f"unknown experiment {name!r}")
-    if "provenance" in result:  # the command as run, flags included (threads, data, epochs)
-        result["provenance"]["command"] = "python -m benchmarks.paper_experiments " + " ".join(
-            [name, *(a for a in sys.argv[1:] if a not in NAMES + ["all"])])
     write_json(out / f"{name}.json", result)
     print(f"wrote {out / f'{name}.json'}")
 
@@ -57,7 +57,7 @@ def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="+", choices=NAMES + ["all"])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="table 3.1 and bayesopt")
     parser.add_argument("--epochs", type=int, default=20, help="table 3.1, SVD and bayesopt")
     parser.add_argument("--short-epochs", type=int, default=10, help="the other experiments")
     parser.add_argument("--threads", type=int, default=2)

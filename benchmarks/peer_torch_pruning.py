@@ -4,7 +4,7 @@ Protocol, per seed, with the same total epoch budget as archlearn's own run:
 
 * ``baseline``: the unpruned 20-50-500-10 net trained for ``epochs`` epochs.
 * ``torch-pruning L1 + fine-tune``: train the dense net for ``epochs // 2`` epochs, prune it once
-  with ``tp.pruner.MagnitudePruner`` (L1 importance, uniform ratio, no global pruning, final
+  (``benchmarks/peers.py``: L1 magnitude importance, uniform ratio, no global pruning, final
   Linear ignored) at the ``pruning_ratio`` found by bisection whose parameter count lands closest
   to the target (~40,000 and ~16,000), then fine-tune for the remaining epochs with a fresh
   optimizer. Both targets are pruned from the same dense half-run.
@@ -16,7 +16,6 @@ Protocol, per seed, with the same total epoch budget as archlearn's own run:
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
@@ -27,52 +26,21 @@ import torch_pruning as tp
 from torch import nn
 
 from archlearn import data, models
-from archlearn.experiments.common import provenance, summarise, write_json
-from archlearn.train import TrainConfig, Trainer, evaluate
+from archlearn.io import write_json
+from archlearn.metrics import accuracy
+from archlearn.provenance import provenance
+from archlearn.runs import summarise
+from archlearn.train import TrainConfig, Trainer
+from benchmarks.peers import prune_to
 
 RESULTS = Path(__file__).parent / "results"
 METHOD = "torch-pruning L1 + fine-tune"
 TARGETS = (40_000, 16_000)
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def pruned(dense: nn.Module, example: torch.Tensor, ratio: float) -> nn.Module:
-    """A copy of ``dense`` with every prunable layer's outputs cut by ``ratio`` (L1 magnitude)."""
-    model = copy.deepcopy(dense)
-    final = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    pruner = tp.pruner.MagnitudePruner(
-        model, example, importance=tp.importance.MagnitudeImportance(p=1),
-        global_pruning=False, pruning_ratio=ratio, ignored_layers=[final])
-    pruner.step()
-    return model
-
-
-def prune_to(dense: nn.Module, example: torch.Tensor, target: int,
-             iterations: int = 24) -> tuple[nn.Module, float]:
-    """Bisect the uniform ratio in [0, 0.99]; keep the pruned net closest to ``target`` params."""
-    lo, hi = 0.0, 0.99
-    best, best_ratio = copy.deepcopy(dense), 0.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        model = pruned(dense, example, mid)
-        count = n_params(model)
-        if abs(count - target) < abs(n_params(best) - target):
-            best, best_ratio = model, mid
-        if count > target:
-            lo = mid
-        elif count < target:
-            hi = mid
-        else:
-            break
-    return best, best_ratio
-
-
 def row(method: str, target: int | None, seed: int, model: nn.Module, splits,
         seconds: float, **extra) -> dict:
-    figures = summarise(model, splits, seconds)
+    figures = summarise(model, splits.test, seconds)
     figures.pop("model")
     return {"method": method, "target": target, "seed": seed, **figures, **extra}
 
@@ -84,22 +52,22 @@ def run_seed(splits, seed: int, epochs: int) -> list[dict]:
     torch.manual_seed(seed)
     start = time.perf_counter()
     baseline = models.lenet5()
-    Trainer(baseline, splits.train, splits.test,
+    Trainer(baseline, splits.train, None,
             TrainConfig(epochs=epochs, seed=seed, progress=False)).fit()
     rows.append(row("baseline", None, seed, baseline, splits, time.perf_counter() - start))
 
     torch.manual_seed(seed)
     start = time.perf_counter()
     dense = models.lenet5()
-    Trainer(dense, splits.train, splits.test,
+    Trainer(dense, splits.train, None,
             TrainConfig(epochs=first, seed=seed, progress=False)).fit()
     dense_seconds = time.perf_counter() - start
-    dense_accuracy = evaluate(dense, splits.test)
+    dense_accuracy = accuracy(dense, splits.test)
     for target in TARGETS:
         start = time.perf_counter()
-        model, ratio = prune_to(dense, example, target)
-        pruned_accuracy = evaluate(model, splits.test)
-        Trainer(model, splits.train, splits.test,
+        model, ratio = prune_to(dense, example, target, iterations=24)
+        pruned_accuracy = accuracy(model, splits.test)
+        Trainer(model, splits.train, None,
                 TrainConfig(epochs=epochs - first, seed=seed, progress=False)).fit()
         seconds = dense_seconds + time.perf_counter() - start
         rows.append(row(METHOD, target, seed, model, splits, seconds, pruning_ratio=ratio,

@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-import archlearn as al
 from archlearn import data
-from archlearn.experiments.common import write_json
 from archlearn.graphs import FEATURE_NAMES, reber_dataset
+from archlearn.io import write_json
+from archlearn.provenance import provenance
 from archlearn.search.predictor import fit_predictors, structure_dataset
 from benchmarks.parallel import completed, cpu_seconds
 
@@ -151,20 +151,18 @@ def main(argv: list[str] | None = None) -> None:
     n = args.strings + args.test_strings  # the workers build the strings; here only the sizes
     budget = {k: v for k, v in vars(args).items() if k not in ("out", "progress")}
     payload: dict[str, Any] = {
-        "provenance": {
-            "command": command.strip(), "archlearn": al.__version__,
-            "torch": torch.__version__, "python": sys.version.split()[0],
-            "threads": torch.get_num_threads(), "seed": args.seed, "budget": budget,
-            "reber": f"reber_dataset({n}, seed={args.seed}): {args.strings} train / "
-                     f"{args.test_strings} "
-                     "test strings; Embedding(128, 50) -> sparse_network(graph, 50, 2, cell), "
-                     "read at each string's last letter; Adam (one-cycle learning rate "
-                     "when anneal); batches of similar lengths",
-            "priors": "per prior ('ws', 'ba') graphs_per_prior graphs with n uniform in nodes; "
-                      "WS k in {2,4,6}, p ~ U(0,1); BA m in 1..4; node order shuffled before "
-                      "orientation",
-            "scores": SCORES,
-        },
+        "provenance": provenance(
+            command.strip(), seed=args.seed, budget=budget,
+            reber=f"reber_dataset({n}, seed={args.seed}): {args.strings} train / "
+                  f"{args.test_strings} "
+                  "test strings; Embedding(128, 50) -> sparse_network(graph, 50, 2, cell), "
+                  "read at each string's last letter; Adam (one-cycle learning rate "
+                  "when anneal); batches of similar lengths",
+            priors="per prior ('ws', 'ba') graphs_per_prior graphs with n uniform in nodes; "
+                   "WS k in {2,4,6}, p ~ U(0,1); BA m in 1..4; node order shuffled before "
+                   "orientation",
+            scores=SCORES,
+        ),
         "thesis_r2": THESIS_R2,
         "cells": {},
     }

@@ -32,7 +32,9 @@ def test_data_path_runs_an_experiment_on_the_idx_files(tmp_path) -> None:
                     "--data", str(tmp_path), "--out", str(out), "--short-epochs", "2",
                     "--threads", "1"], cwd=ROOT, check=True, capture_output=True, timeout=300)
     result = json.loads((out / "pretrained.json").read_text())
-    assert result["provenance"]["data"] == "mnist-idx"
+    assert result["provenance"]["data"]["name"] == "mnist-idx"
+    assert result["provenance"]["command"].startswith("python -m benchmarks.paper_experiments "
+                                                      "pretrained --data")
     assert [r["variant"] for r in result["rows"]][:1] == ["pretrained"]
     assert result["rows"][0]["accuracy"] > 0.3  # real digits were read back (chance: 0.1)
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in result["rows"])

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from archlearn.errors import ArchlearnError
+from archlearn.methods import names
 
 app = typer.Typer(
     help="Learn a network's widths and depth with its weights, then shrink it for real.",
@@ -17,8 +18,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-JOBS = {"lenet-mnist": "LeNet-5 20-50-500-10 on bundled MNIST: baseline, learned, from scratch"}
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -49,7 +48,7 @@ def run(
         typer.Option("--option", "-o", help="method option key=value, e.g. -o lambda1=0.004"),
     ] = None,
     method: Annotated[
-        str, typer.Option(help="tsrelu | l0 | diffsparse | switcher (slimming needs BatchNorm)")
+        str, typer.Option(help=f"one of: {', '.join(names())} (see `archlearn list`)")
     ] = "tsrelu",
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
@@ -69,25 +68,28 @@ def run(
             "data": "mnist-idx" if data_path else "mnist5k", "data_path": data_path,
             "method": method, "options": _options(option or []),
         })
-    from archlearn.experiments import lenet_demo
+    from archlearn.jobs import job as find_job
 
-    command = "archlearn " + " ".join(sys.argv[1:]) if sys.argv[1:] else "archlearn run lenet-mnist"
-    results = lenet_demo.run(Path(cfg.out), seeds=cfg.seeds, epochs=cfg.epochs, dataset=cfg.data,
-                             path=cfg.data_path, progress=not quiet, options=cfg.options,
-                             method=cfg.method, command=command)
-    typer.echo(lenet_demo.table(results))
-    typer.echo(f"wrote {Path(cfg.out) / 'results.json'} and {Path(cfg.out) / 'widths.png'}")
+    command = "archlearn " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"archlearn run {job}"
+    module = find_job(cfg.job)
+    results = module.run(Path(cfg.out), seeds=cfg.seeds, epochs=cfg.epochs, dataset=cfg.data,
+                         path=cfg.data_path, progress=not quiet, options=cfg.options,
+                         method=cfg.method, command=command)
+    typer.echo(module.table(results))
+    plot = (f" and {Path(cfg.out) / 'widths.png'}" if results.get("plot")
+            else " (no widths plot: matplotlib is not installed)")
+    typer.echo(f"wrote {Path(cfg.out) / 'results.json'}{plot}")
 
 
 @app.command("list")
 def list_() -> None:
     """List the jobs, datasets, models and methods."""
     from archlearn import data, models
-    from archlearn.methods import REGISTRY
+    from archlearn.jobs import JOBS
 
-    for name, text in JOBS.items():
+    for name, (_, text) in JOBS.items():
         typer.echo(f"job      {name:<14} {text}")
-    typer.echo(f"methods  {', '.join(sorted(REGISTRY))}")
+    typer.echo(f"methods  {', '.join(names())}")
     typer.echo(f"data     {', '.join(data.available())}")
     typer.echo(f"models   {', '.join(models.available())}")
 

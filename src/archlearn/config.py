@@ -26,7 +26,7 @@ class RunConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    job: Literal["lenet-mnist"]
+    job: str
     out: str = "runs/demo"
     seeds: int = Field(1, ge=1, le=100)
     epochs: int = Field(20, ge=1, le=10_000)
@@ -34,6 +34,15 @@ class RunConfig(BaseModel):
     data_path: str | None = None
     method: str = "tsrelu"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("job")
+    @classmethod
+    def _known_job(cls, job: str) -> str:
+        from archlearn.jobs import JOBS
+
+        if job not in JOBS:
+            raise ArchlearnError(f"unknown job {job!r}; choose one of {sorted(JOBS)}")
+        return job
 
     @field_validator("method")
     @classmethod

@@ -10,29 +10,54 @@ import copy
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 import torch
 from torch import nn
 
 from archlearn.errors import ArchlearnError
+from archlearn.structure.measure import count_params
 from archlearn.structure.shrink import RECIPE_FORMAT, apply_recipe
 
 WEIGHTS, RECIPE = "model.safetensors", "recipe.json"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str], None]) -> Path:
+    """Write ``path`` all or nothing: a temp file in the same folder, fsync, then a rename.
+
+    ``content`` is bytes, text, or a function that writes a file at the path it is given (for
+    writers such as ``torch.save`` or ``safetensors``). Readers see the old file or the new one,
+    never half of it; a crash leaves no temp file behind.
+
+    >>> import tempfile
+    >>> p = atomic_write(Path(tempfile.mkdtemp()) / "a" / "x.txt", "hello")
+    >>> p.read_text()
+    'hello'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        if callable(content):
+            content(tmp)
+        else:
+            Path(tmp).write_bytes(content.encode() if isinstance(content, str) else content)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON, atomically (values JSON cannot hold become strings)."""
+    return atomic_write(path, json.dumps(payload, indent=1, default=str))
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -53,10 +78,10 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
     meta = {
         "recipe": recipe,
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": count_params(model),
     }
-    _atomic_write(folder / WEIGHTS, lambda tmp: safetensors.torch.save_file(state, tmp))
-    _atomic_write(folder / RECIPE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    atomic_write(folder / WEIGHTS, lambda tmp: safetensors.torch.save_file(state, tmp))
+    write_json(folder / RECIPE, meta)
     return folder
 
 

@@ -11,23 +11,28 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from archlearn.errors import ArchlearnError
+from archlearn.io import atomic_write
 from archlearn.learner import Learner
+from archlearn.metrics import accuracy
 
 
 class TrainConfig(BaseModel):
-    """Training hyper-parameters (validated; unknown keys are errors)."""
+    """Training hyper-parameters (validated; unknown keys are errors).
+
+    ``seed`` orders the batches (a local generator); the model's initial weights are the
+    caller's: build the model under your own seed.
+    """
 
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(30, gt=0)
@@ -38,53 +43,71 @@ class TrainConfig(BaseModel):
     progress: bool = True
 
 
-def evaluate(model: nn.Module, data: Dataset, batch_size: int = 1000) -> float:
-    """Accuracy (fraction) of ``model`` in eval mode on a labelled dataset."""
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    with torch.inference_mode():
-        for x, y in DataLoader(data, batch_size=batch_size):
-            correct += (model(x).argmax(-1) == y).sum().item()
-            total += len(y)
-    model.train(was_training)
-    return correct / max(total, 1)
-
-
 def steps_per_epoch(data: Dataset, batch_size: int) -> int:
-    return math.ceil(len(data) / batch_size)
+    """Optimizer steps in one epoch of ``data`` (the last batch may be short).
+
+    >>> steps_per_epoch(TensorDataset(torch.zeros(130, 1)), 64)
+    3
+    """
+    return math.ceil(len(data) / batch_size)  # type: ignore[arg-type]
+
+
+class Callback:
+    """Hooks into :meth:`Trainer.fit`: override them, or pass plain functions.
+
+    ``on_step(trainer)`` runs after every optimizer and structure step (``trainer.step`` counts
+    them); ``on_epoch(trainer, record)`` after every epoch, with the epoch's history record,
+    before the checkpoint is written.
+
+    >>> seen = []
+    >>> log = Callback(on_epoch=lambda trainer, record: seen.append(record["epoch"]))
+    """
+
+    def __init__(self, on_step: Callable[[Trainer], None] | None = None,
+                 on_epoch: Callable[[Trainer, dict], None] | None = None) -> None:
+        self._on_step, self._on_epoch = on_step, on_epoch
+
+    def on_step(self, trainer: Trainer) -> None:
+        if self._on_step is not None:
+            self._on_step(trainer)
+
+    def on_epoch(self, trainer: Trainer, record: dict) -> None:
+        if self._on_epoch is not None:
+            self._on_epoch(trainer, record)
 
 
 class Trainer:
     """Train ``model`` (optionally with a learner's gates) and log accuracy and architecture.
 
-    >>> trainer = Trainer(model, train_set, test_set, TrainConfig(epochs=2))   # doctest: +SKIP
-    >>> history = trainer.fit()                                                # doctest: +SKIP
+    ``eval_data`` is scored after every epoch (give it validation data: the test split is for
+    the end). The weights get Adam; the structure parameters their method's own optimizer.
+
+    >>> trainer = Trainer(model, train_set, valid_set, TrainConfig(epochs=2))   # doctest: +SKIP
+    >>> history = trainer.fit()                                                 # doctest: +SKIP
     """
 
     def __init__(
         self,
         model: nn.Module,
         train_data: Dataset,
-        test_data: Dataset | None = None,
+        eval_data: TensorDataset | None = None,
         config: TrainConfig | None = None,
         learner: Learner | None = None,
         checkpoint: str | os.PathLike | None = None,
-        on_epoch: Callable[[dict], None] | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.model, self.learner = model, learner
-        self.train_data, self.test_data = train_data, test_data
+        self.train_data, self.eval_data = train_data, eval_data
         self.config = config or TrainConfig()
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.on_epoch = on_epoch
-        torch.manual_seed(self.config.seed)
+        self.callbacks = list(callbacks)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
         self.epoch = 0
+        self.step = 0  # optimizer steps taken
         self.history: list[dict[str, Any]] = []
-        self.step_log: list[dict[str, Any]] = []  # architecture against iterations
 
     @property
     def total_steps(self) -> int:
@@ -117,12 +140,15 @@ class Trainer:
                 self.optimizer.step()
                 if self.learner is not None:
                     self.learner.step()
+                self.step += 1
                 running += loss.item()
                 bar.update(1)
+                for callback in self.callbacks:
+                    callback.on_step(self)
             self.epoch += 1
-            record = {"epoch": self.epoch, "loss": running / n}
-            if self.test_data is not None:
-                record["accuracy"] = evaluate(self.model, self.test_data)
+            record: dict[str, Any] = {"epoch": self.epoch, "loss": running / n}
+            if self.eval_data is not None:
+                record["accuracy"] = accuracy(self.model, self.eval_data)
             if self.learner is not None:
                 arch = self.learner.architecture()
                 record["widths"] = [layer["width"] for layer in arch["layers"]]
@@ -130,8 +156,8 @@ class Trainer:
                 record["params"] = arch["params"]
                 bar.set_postfix(params=arch["params"], acc=record.get("accuracy"))
             self.history.append(record)
-            if self.on_epoch:
-                self.on_epoch(record)
+            for callback in self.callbacks:
+                callback.on_epoch(self, record)
             if self.checkpoint:
                 self.save_checkpoint(self.checkpoint)
         bar.close()
@@ -143,6 +169,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "learner": self.learner.state_dict() if self.learner else None,
             "epoch": self.epoch,
+            "step": self.step,
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
             "loader_rng": self.generator.get_state(),
@@ -150,18 +177,8 @@ class Trainer:
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write the whole training state atomically: a crash leaves the old file intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.state_dict(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        state = self.state_dict()
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Resume from a checkpoint; a truncated or foreign file raises ``ArchlearnError``.
@@ -192,7 +209,9 @@ class Trainer:
                 raise ArchlearnError("it has no structure parameters")
             self.learner.load_state_dict(state["learner"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
-        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state.get("step", self.epoch * steps_per_epoch(
+            self.train_data, self.config.batch_size)))
+        torch.set_rng_state(state["torch_rng"])  # the run's own state: dropout resumes exactly
         self.generator.set_state(state["loader_rng"])
 
 

@@ -10,7 +10,7 @@
 from archlearn.data.cifar import RestrictedUnpickler, load_cifar10, safe_load
 from archlearn.data.idx import load_mnist_idx, read_idx, write_idx
 from archlearn.data.registry import available, load
-from archlearn.data.splits import Splits, from_arrays, loaders, select_classes
+from archlearn.data.splits import Splits, from_arrays, loaders, select_classes, with_validation
 
 __all__ = [
     "Splits",
@@ -24,5 +24,6 @@ __all__ = [
     "RestrictedUnpickler",
     "safe_load",
     "select_classes",
+    "with_validation",
     "write_idx",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from archlearn.data.bundled import load_digits, load_mnist1d, load_mnist5k
 from archlearn.data.cifar import load_cifar10
 from archlearn.data.idx import load_mnist_idx
-from archlearn.data.splits import Splits, select_classes
+from archlearn.data.splits import Splits, select_classes, with_validation
 from archlearn.errors import ArchlearnError
 
 __all__ = ["available", "load"]
@@ -45,12 +45,15 @@ def load(
     path: str | None = None,
     flatten: bool = False,
     classes: Sequence[int] | None = None,
+    valid: int | float = 0,
 ) -> Splits:
     """Load data set ``name`` as a fixed train/test :class:`Splits`.
 
     ``mnist5k``, ``digits`` and ``mnist1d`` come with installed packages; ``mnist-idx`` and
     ``cifar10`` read files from ``path``. ``flatten=True`` gives 1-d examples; ``classes=[...]``
-    keeps only those classes, relabelled ``0..k-1`` in the order given.
+    keeps only those classes, relabelled ``0..k-1`` in the order given. ``valid`` (rows, or a
+    fraction) carves a fixed stratified validation part out of train (see
+    :func:`~archlearn.data.splits.with_validation`).
 
     >>> s = load("digits", classes=[3, 5])
     >>> s.num_classes, s.input_shape, sorted(set(s.test.tensors[1].tolist()))
@@ -72,4 +75,6 @@ def load(
         raise ArchlearnError(f"unknown data set {name!r}; available: {', '.join(available())}")
     if classes is not None:
         splits = select_classes(splits, classes)
+    if valid:
+        splits = with_validation(splits, valid)
     return splits

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -11,15 +12,17 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from archlearn.errors import ArchlearnError
 
-__all__ = ["Splits", "from_arrays", "select_classes", "loaders"]
+__all__ = ["Splits", "from_arrays", "select_classes", "loaders", "with_validation"]
 
 
 @dataclass(frozen=True)
 class Splits:
-    """A fixed train/test split of one data set.
+    """A fixed train/test split of one data set, with an optional validation part.
 
-    ``train`` and ``test`` hold ``(x float32, y int64)``; ``input_shape`` is the shape of one
-    example and ``description`` says exactly how the split was made.
+    ``train``, ``valid`` and ``test`` hold ``(x float32, y int64)``; ``valid`` is ``None`` until
+    :func:`with_validation` carves it out of ``train`` (selections use it; the test split is read
+    once, for the reported figure). ``input_shape`` is the shape of one example and
+    ``description`` says exactly how the split was made.
 
     >>> import torch
     >>> s = from_arrays("toy", np.zeros((4, 2)), np.array([0, 1, 0, 1]),
@@ -34,6 +37,26 @@ class Splits:
     num_classes: int
     input_shape: tuple[int, ...]
     description: str
+    valid: TensorDataset | None = None
+    valid_rows: tuple[int, ...] = ()
+
+    def record(self) -> dict:
+        """The split as a results file records it (sizes, description, validation rows hash).
+
+        >>> s = from_arrays("toy", np.zeros((4, 2)), np.array([0, 1, 0, 1]),
+        ...                 np.zeros((2, 2)), np.array([0, 1]), num_classes=2, description="toy")
+        >>> s.record()["train"], s.record()["valid"]
+        (4, 0)
+        """
+        rows = np.asarray(self.valid_rows, dtype=np.int64)
+        return {
+            "name": self.name,
+            "split": self.description,
+            "train": len(self.train),
+            "valid": 0 if self.valid is None else len(self.valid),
+            "test": len(self.test),
+            "valid_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest() if len(rows) else None,
+        }
 
 
 def _tensor(a: np.ndarray, dtype: type, copy: bool) -> torch.Tensor:
@@ -115,6 +138,8 @@ def select_classes(splits: Splits, classes: Sequence[int]) -> Splits:
         mask = lut[y] >= 0
         return TensorDataset(x[mask].clone(), lut[y[mask]])
 
+    if splits.valid is not None:
+        raise ArchlearnError("select classes before carving out a validation split")
     return Splits(
         name=splits.name,
         train=keep(splits.train),
@@ -122,6 +147,54 @@ def select_classes(splits: Splits, classes: Sequence[int]) -> Splits:
         num_classes=len(cls),
         input_shape=splits.input_shape,
         description=f"{splits.description}; only classes {cls}, relabelled 0..{len(cls) - 1}",
+    )
+
+
+def with_validation(splits: Splits, size: int | float, seed: int = 0) -> Splits:
+    """Carve a fixed, stratified validation part out of ``train`` (``size`` rows or a fraction).
+
+    Each class gives the same share of its training rows, chosen by one numpy
+    ``default_rng(seed)`` permutation per class (in label order); the largest remainders get the
+    rows left over. Train and validation keep the original row order. The description and
+    ``valid_rows`` (indices into the original training split) record exactly what was held out.
+
+    >>> s = from_arrays("toy", np.arange(20.0).reshape(10, 2), np.array([0, 1] * 5),
+    ...                 np.zeros((2, 2)), np.array([0, 1]), num_classes=2, description="toy")
+    >>> v = with_validation(s, 0.4)
+    >>> len(v.train), len(v.valid), sorted(v.valid.tensors[1].tolist())
+    (6, 4, [0, 0, 1, 1])
+    """
+    if splits.valid is not None:
+        raise ArchlearnError(f"{splits.name} already has a validation split")
+    x, y = splits.train.tensors
+    n = len(y)
+    count = int(round(size * n)) if isinstance(size, float) else int(size)
+    if not 0 < count < n:
+        raise ArchlearnError(f"validation size must leave both parts non-empty: got {size!r} "
+                             f"of {n} training rows")
+    labels = y.numpy()
+    classes = np.unique(labels)
+    per_class = {c: np.flatnonzero(labels == c) for c in classes}
+    exact = {c: count * len(idx) / n for c, idx in per_class.items()}
+    take = {c: int(np.floor(v)) for c, v in exact.items()}
+    left = count - sum(take.values())
+    for c in sorted(classes, key=lambda c: (-(exact[c] - take[c]), c))[:left]:
+        take[c] += 1
+    rng = np.random.default_rng(seed)
+    held = np.sort(np.concatenate([idx[rng.permutation(len(idx))[: take[c]]]
+                                   for c, idx in per_class.items()]))
+    keep = np.setdiff1d(np.arange(n), held)
+    sizes = sorted({take[c] for c in classes})
+    per = (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}") + " per class"
+    description = (f"{splits.description.rstrip('.')}. Validation: {count:,} of the {n:,} "
+                   f"training rows held out, stratified ({per}), one numpy default_rng({seed}) "
+                   "permutation per class in label order; train keeps the other rows")
+    return replace(
+        splits,
+        train=TensorDataset(x[keep], y[keep]),
+        valid=TensorDataset(x[held], y[held]),
+        valid_rows=tuple(int(i) for i in held),
+        description=description,
     )
 
 

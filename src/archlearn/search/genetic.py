@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from archlearn.graphs import FEATURE_NAMES, features
+from archlearn.io import write_json
 from archlearn.search.predictor import Predictor
 from archlearn.search.training import random_prior_graph, train_ffn
 
@@ -58,7 +58,6 @@ __all__ = [
     "random_genome",
     "search",
     "ffn_fitness",
-    "plot_searches",
     "STATE_VERSION",
 ]
 
@@ -214,21 +213,6 @@ def mutate(g: Genome, rng: random.Random, min_nodes: int = 2, max_nodes: int = 6
 # The search state, and its atomic JSON file.
 
 
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old or the new file only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _tournament(population: list[dict], rng: random.Random) -> dict:
     a, b = rng.choice(population), rng.choice(population)
     return a if a["fitness"] >= b["fitness"] else b
@@ -371,7 +355,7 @@ def search(
         best = max(range(len(state["evaluated"])), key=lambda i: state["evaluated"][i]["fitness"])
         state["best"] = {"index": best, **state["evaluated"][best]}
         if path is not None:
-            _write_state(path, state)
+            write_json(path, state)
         if on_generation is not None:
             on_generation(state)
     bar.close()
@@ -402,39 +386,3 @@ def ffn_fitness(
                          lr=lr, seed=seed, anneal=anneal)
 
     return fitness
-
-
-def plot_searches(curves: dict[str, list[list[list[float]]]], path: str | os.PathLike,
-                  title: str = "") -> None:
-    """Best fitness against trainings: one line per search run, the mean over runs in bold.
-
-    ``curves[name]`` is a list of runs, each the ``history`` of :func:`search`.
-
-    >>> import tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "p.png"
-    >>> plot_searches({"random": [[[1, 0.5], [2, 0.6]]]}, out); out.exists()
-    True
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, (name, runs) in enumerate(curves.items()):
-        color = f"C{k}"
-        length = min(len(r) for r in runs)
-        for run in runs:
-            ax.plot([t for t, _ in run], [b for _, b in run], color=color, alpha=0.25, lw=0.8)
-        mean = np.mean([[b for _, b in run[:length]] for run in runs], axis=0)
-        ax.plot([t for t, _ in runs[0][:length]], mean, color=color, lw=2,
-                label=f"{name} (mean of {len(runs)})")
-    ax.set_xlabel("networks trained")
-    ax.set_ylabel("best fitness so far")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from archlearn.graphs import SparseRNN, layered_dag, sparse_network
+from archlearn.metrics import accuracy
+from archlearn.seeding import seeded
 
 __all__ = [
     "PRIORS",
@@ -31,7 +33,7 @@ __all__ = [
     "length_batches",
     "train_reber",
     "train_ffn",
-    "accuracy",
+    "reber_accuracy",
     "one_cycle",
 ]
 
@@ -153,28 +155,9 @@ def length_batches(
     return batches
 
 
-def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 1000) -> float:
-    """Accuracy of ``model`` on ``TensorDataset(x, y)`` or ``(codes, lengths, y)``.
-
-    >>> net = nn.Linear(3, 2)
-    >>> 0.0 <= accuracy(net, TensorDataset(torch.zeros(4, 3), torch.zeros(4).long())) <= 1.0
-    True
-    """
-    was_training = model.training
-    model.eval()
-    *inputs, y = data.tensors
-    correct = 0
-    with torch.inference_mode():
-        if len(inputs) == 2:  # Reber: batch by length, as in training
-            for idx in length_batches(inputs[1], batch_size):
-                pred = model(inputs[0][idx], inputs[1][idx]).argmax(-1)
-                correct += int((pred == y[idx]).sum())
-        else:
-            for start in range(0, len(y), batch_size):
-                pred = model(inputs[0][start : start + batch_size]).argmax(-1)
-                correct += int((pred == y[start : start + batch_size]).sum())
-    model.train(was_training)
-    return correct / max(len(y), 1)
+def reber_accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 1000) -> float:
+    """Accuracy on ``(codes, lengths, y)`` with batches of similar lengths, as in training."""
+    return accuracy(model, data, batches=length_batches(data.tensors[1], batch_size))
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int, anneal: bool):
@@ -214,9 +197,9 @@ def train_reber(
     >>> 0.0 <= train_reber(nx.path_graph(3), "rnn", tr, te, epochs=1) <= 1.0
     True
     """
-    torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = ReberSparseNet(graph, cell)
+    with seeded(seed):
+        model = ReberSparseNet(graph, cell)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     codes, lengths, labels = train.tensors
     per_epoch = -(-len(lengths) // batch_size)
@@ -230,7 +213,7 @@ def train_reber(
             optimizer.step()
             if schedule is not None:
                 schedule.step()
-    return accuracy(model, test)
+    return reber_accuracy(model, test)
 
 
 def train_ffn(
@@ -254,10 +237,10 @@ def train_ffn(
     >>> 0.0 <= train_ffn(nx.path_graph(3), TensorDataset(x, y), TensorDataset(x, y), 3) <= 1.0
     True
     """
-    torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x = train.tensors[0]
-    model = sparse_network(graph, x[0].numel(), num_classes)
+    with seeded(seed):
+        model = sparse_network(graph, x[0].numel(), num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = one_cycle(optimizer, lr, epochs * -(-len(train) // batch_size), anneal)
     model.train()

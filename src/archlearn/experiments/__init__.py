@@ -1,1 +1,0 @@
-"""archlearn.experiments."""
