@@ -17,7 +17,7 @@ from torch import nn
 
 from archlearn.errors import ArchlearnError
 from archlearn.extras import require
-from archlearn.io import _atomic_write
+from archlearn.io import atomic_write
 from archlearn.structure.graph import as_tuple, preserved_mode, run_model
 
 
@@ -74,5 +74,5 @@ def export_onnx(
         except Exception as exc:  # the exporter raises many types; the user needs the reason
             reason = " ".join(str(exc).split())[:500]
             raise ArchlearnError(f"ONNX export of {type(model).__name__} failed: {reason}") from exc
-    _atomic_write(path, program.save)
+    atomic_write(path, program.save)
     return path
