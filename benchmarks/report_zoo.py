@@ -18,9 +18,9 @@ def section(path: Path = RESULTS) -> str:
         return "".join(out) + "_Not run yet: `python -m benchmarks.zoo`._\n"
     r = json.loads(path.read_text())
     p = r["provenance"]
-    dirty = " + local changes" if p["dirty"] else ""
+    dirty = " + local changes" if p["git"]["dirty"] else ""
     out.append(
-        f"Command: `{p['command']}` (commit {p['commit'][:10]}{dirty}, "
+        f"Command: `{p['command']}` (commit {(p['git']['commit'] or '?')[:10]}{dirty}, "
         f"torch {p['torch']}, transformers {p['transformers']}, {p['machine']}). transformers' "
         "own model classes at their default sizes, random init (nothing downloaded), and the "
         "pre-trained all-MiniLM-L6-v2; images 224x224, 128 tokens. *Gated*: the share of output "

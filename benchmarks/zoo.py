@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 import archlearn as al
-from archlearn.experiments.common import write_json
+from archlearn.io import write_json
+from archlearn.provenance import provenance
 from archlearn.structure.coverage import coverage
-from archlearn.structure.measure import count_macs
+from archlearn.structure.measure import count_macs, count_params
 
 OUT = Path(__file__).parent / "results" / "zoo.json"
 
@@ -102,30 +103,20 @@ def one_run(build, make_inputs) -> dict:
     shrink_s = time.perf_counter() - start
     return {
         "attach_s": attach_s, "shrink_s": shrink_s, "share": share,
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": count_params(model),
         "macs": count_macs(model, x),
         "groups": dict(Counter(g.kind for g in learner.groups)),
         "units": {k: sum(g.size for g in learner.groups if g.kind == k)
                   for k in ("channels", "heads", "blocks")},
         "skipped": dict(Counter(s.reason for s in learner.skipped)),
-        "half_off_params": sum(p.numel() for p in small.parameters()),
+        "half_off_params": count_params(small),
     }
 
 
 def _provenance(command: str, repeats: int) -> dict:
-    import platform
-    import subprocess
-
     import transformers
 
-    def git(*a):
-        return subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
-
-    return {"command": command, "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "archlearn": al.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "repeats": repeats,
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
+    return provenance(command, transformers=transformers.__version__, repeats=repeats)
 
 
 def main() -> None:
