@@ -27,12 +27,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(MAKE) smoke-core
 	$(BIN)/python -m pytest -x --timeout=600
 
 # What a user gets from `pip install archlearn` today: a fresh venv, torch 2.13.0 first (the CPU
 # wheel), then the core alone with the newest versions of its dependencies; import, attach,
 # shrink, save/load and the CLI's error path must work, and no extra's package may be there.
+# CI (.ci/run) runs it before `make test`; it is kept out of `make test` for its 10 minutes.
 smoke-core:
 	rm -rf $(CORE_VENV)
 	$(PY) -m venv $(CORE_VENV)

@@ -69,8 +69,8 @@ def latency_ms(model: nn.Module, example_inputs, *, repeats: int = 30, warmup: i
 def measure(model: nn.Module, example_inputs, *, repeats: int = 30) -> dict:
     """``{"params", "macs", "latency_ms"}`` of a model on a batch of example inputs.
 
-    ``macs`` is for one example and counts bias additions (see :func:`count_macs`): 50
-    multiply-accumulates and 5 bias adds for ``nn.Linear(10, 5)``.
+    ``macs`` is for one example; bias additions are not multiply-accumulates (see
+    :func:`layer_macs`): ``nn.Linear(10, 5)`` is 10 * 5 = 50.
 
     >>> m = nn.Linear(10, 5)
     >>> r = measure(m, torch.zeros(8, 10))
