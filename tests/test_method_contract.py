@@ -54,11 +54,16 @@ def attach(model, x, method, **options):
 
 
 def randomise_structure(learner, seed: int) -> None:
-    """Random structure parameters: any method's gates then decide a mixed pattern."""
+    """Random structure parameters: any method's gates then decide a mixed pattern. Methods
+    that read the model's own BatchNorm scales (slimming, morphnet) get some of them near 0."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in learner.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 2)
+        for m in learner.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                m.weight.mul_(torch.where(torch.rand(m.weight.shape, generator=gen) < 0.3,
+                                          1e-3, 1.0))
 
 
 def outputs(model, x):
@@ -262,3 +267,33 @@ def test_users_own_loop_learns_a_smaller_accurate_net(method):
     widths = [layer["width"] for layer in learner.architecture()["layers"]]
     assert accuracy > 0.9, accuracy
     assert sum(widths) < 0.9 * (128 + 64), widths
+
+
+# -- budgets: every method lands on one (see archlearn/budget.py) -----------------------------
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_lands_on_a_macs_budget(method):
+    """With budget={"macs": 0.4} the shrunk model has 95-100% of 40% of the MACs, whether the
+    method's own penalty is steered by the controller or only its decision lands at the freeze."""
+    splits = data.load("digits", flatten=True)
+    torch.manual_seed(0)
+    model = models.mlp(64, [64, 32], 10, batchnorm=True)
+    epochs = 4
+    loader = torch.utils.data.DataLoader(splits.train, batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    learner = al.attach(model, splits.train.tensors[0][:1], method=method, budget={"macs": 0.4},
+                        total_steps=epochs * len(loader), steps_per_epoch=len(loader))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        model.train()
+        for xb, yb in loader:
+            loss = nn.functional.cross_entropy(model(xb), yb) + learner.penalty()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            learner.step()
+    arch = learner.architecture()
+    target = 0.4 * arch["budget"]["full"]
+    assert 0.95 * target <= arch["macs"] <= target, (arch["macs"], target)
+    assert arch["budget"]["reached_count"] == arch["macs"]
+    x = splits.test.tensors[0]
+    assert torch.allclose(outputs(learner.shrink(), x), outputs(model, x), atol=1e-5)

@@ -9,8 +9,10 @@ import torch.distributed as dist
 from torch import nn
 
 import archlearn.methods  # noqa: F401  (fills the registry)
+from archlearn.budget import BudgetController, parse_budget
 from archlearn.errors import ArchlearnError
-from archlearn.methods.base import REGISTRY, Method, parse_options
+from archlearn.methods.base import REGISTRY, Method, Options, parse_options
+from archlearn.structure.cost import KINDS, CostModel, build_cost
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import as_tuple
 from archlearn.structure.groups import Skipped, UnitGroup, find_groups
@@ -149,8 +151,21 @@ class Learner:
                 "macs": count_macs(small, self.inputs),
                 "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
             }
+            if self.method.budget is not None:
+                arch["budget"] = self._budget_report(arch, decisions)
             self._arch_cache = (key, arch)
         return self._arch_cache[1]
+
+    def _budget_report(self, arch: dict[str, Any], decisions: list[Decision]) -> dict[str, Any]:
+        """Budget against reached: counted on the shrunk model (params, MACs) or, for latency,
+        the latency table's estimate of it."""
+        budget = self.method.budget
+        report = budget.report()
+        reached = arch.get(budget.kind)
+        if reached is None:
+            reached = budget.cost.of([d.scale for d in decisions])
+        report.update(reached=reached / budget.cost.full, reached_count=reached)
+        return report
 
     def detach(self) -> nn.Module:
         """Remove the gates' hooks; the model is back to what it was before ``attach``."""
@@ -191,12 +206,18 @@ def attach(
     method: str = "tsrelu",
     *,
     ignore: list[str] | None = None,
+    cost: str | None = None,
+    budget: dict[str, float] | None = None,
     **options: Any,
 ) -> Learner:
     """Attach a structure-learning method's gates to ``model`` (changed in place, hooks only).
 
-    ``ignore`` names root layers whose units must not be gated. Options are the method's
-    hyper-parameters; unknown or out-of-range values raise :class:`ArchlearnError`.
+    ``ignore`` names root layers whose units must not be gated. ``cost`` ("units" | "params" |
+    "macs" | "latency") weights each unit's complexity term by what it costs (default: the
+    budget's kind, else the method's own, "units" for tsrelu); ``budget`` (``{"macs": 0.25}``,
+    ``{"params": 40000}``, ``{"latency": 0.5}``) is reached by the freeze, see
+    ``archlearn/budget.py``. Options are the method's hyper-parameters; unknown or
+    out-of-range values raise :class:`ArchlearnError`.
 
     >>> import archlearn as al
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -214,14 +235,49 @@ def attach(
     if count_params(model) == 0:
         raise ArchlearnError("the model has no parameters: nothing to learn")
     inputs = as_tuple(example_inputs)
+    kind, value = parse_budget(budget) if budget is not None else (None, None)
+    if kind is not None and options.get("total_steps") is None:
+        raise ArchlearnError("a budget needs total_steps (the number of learner.step() calls "
+                             "in the run): the target is reached at the freeze, a fraction of it")
     opts = parse_options(method, options)
+    if kind is not None:
+        opts = _budget_schedule(method, opts, options)
+    cost = cost or kind or REGISTRY[method].default_cost
+    if cost not in KINDS:
+        raise ArchlearnError(f"unknown cost {cost!r}; choose one of {list(KINDS)}")
     groups, skipped = find_groups(model, inputs, ignored=set(ignore or ()))
     groups, dropped = check_groups(model, groups, inputs)
     skipped += dropped
     if not groups:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no hidden layer"
         raise ArchlearnError(f"no layer of this model can be gated ({reasons})")
-    return Learner(model, inputs, REGISTRY[method](model, groups, opts), groups, skipped)
+    models: dict[str, CostModel] = {}  # built before the gates' hooks go on
+
+    def cost_model(k: str) -> CostModel:
+        if k not in models:
+            models[k] = build_cost(model, groups, inputs, k)
+        return models[k]
+
+    weights = None if cost == "units" else cost_model(cost)
+    controller = None
+    if kind is not None:
+        start = opts.warmup * opts.total_steps
+        controller = BudgetController(cost_model(kind), kind, value, start,
+                                      opts.freeze * opts.total_steps)
+    instance = REGISTRY[method](model, groups, opts)
+    instance.use_cost(weights, controller)
+    return Learner(model, inputs, instance, groups, skipped)
+
+
+def _budget_schedule(method: str, opts: Options, given: dict[str, Any]) -> Options:
+    """A budget is reached by the freeze: it needs ``total_steps`` and a ``freeze`` (0.65 of the
+    run where the method's default is never)."""
+    if opts.freeze is None:
+        if "freeze" in given:
+            raise ArchlearnError(f"a budget needs a freeze (the step where the gates land on the "
+                                 f"budget); {method} was given freeze=None")
+        opts = type(opts)(**{**opts.model_dump(exclude_unset=True), "freeze": 0.65})
+    return opts
 
 
 def methods() -> list[str]:

@@ -28,6 +28,12 @@ What the base owns, the same for every method:
 * **State.** :meth:`Method.state_dict` / :meth:`Method.load_state_dict` hold the parameters, the
   optimizer, the step, the frozen decision, the buffers of the method's modules and whatever
   :meth:`Method.extra_state` adds; loading checks everything before it changes anything.
+* **Cost and budget** (``attach(..., cost=..., budget=...)``, see ``archlearn/budget.py``). With a
+  cost model, :meth:`Method.unit_weights` gives each unit's complexity weight at the current
+  widths (recomputed after every active step); a method weights its per-unit complexity term
+  with it. With a budget, :meth:`Method.strength` scales the method's complexity coefficient by
+  the controller's multiplier (methods that do set ``controlled = True``), and at the freeze the
+  decision lands on the budget by :meth:`Method.unit_score`.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
+from archlearn.budget import BudgetController
 from archlearn.errors import ArchlearnError
+from archlearn.structure.cost import CostModel
 from archlearn.structure.groups import UnitGroup
 from archlearn.structure.shrink import Decision
 
@@ -174,6 +182,8 @@ class Method(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[Options]]
+    controlled: ClassVar[bool] = False  # the penalty's complexity term uses strength()
+    default_cost: ClassVar[str] = "units"  # what a unit costs when attach is given no cost
 
     def __init__(self, model: nn.Module, groups: list[UnitGroup], options: Options) -> None:
         self.model, self.groups, self.options = model, groups, options
@@ -184,6 +194,9 @@ class Method(ABC):
         self.t = 0  # learner.step() calls so far
         self.frozen_decisions: list[Decision] | None = None
         self.phase = WARMUP if self._warmup_steps() > 0 else ACTIVE
+        self.cost: CostModel | None = None
+        self.budget: BudgetController | None = None
+        self._weights: list[torch.Tensor] | None = None
 
     # -- what a method implements ------------------------------------------------------------
     @abstractmethod
@@ -240,6 +253,54 @@ class Method(ABC):
     def moved(self) -> None:
         """Called after :meth:`to` moved the parameters: move what else the method holds."""
         return None  # nothing by default
+
+    def soft_alive(self, i: int) -> torch.Tensor:
+        """How alive each unit of group ``i`` is, in [0, 1], for the budget controller: the
+        decision by default; a method whose units fade out gradually (a gate sliding toward its
+        threshold) says so, and the controller sees a removal coming before it happens."""
+        return (self.decision()[i].scale.detach() != 0).to(self.dtype)
+
+    def unit_score(self, i: int) -> torch.Tensor:
+        """How strongly each unit of group ``i`` is kept (higher: kept first) when a budget's
+        landing must choose; the default is the decision's scale magnitude."""
+        return self.decision()[i].scale.detach().abs()
+
+    # -- cost and budget ---------------------------------------------------------------------
+    def use_cost(self, cost: CostModel | None, budget: BudgetController | None = None) -> None:
+        """Weight units by ``cost`` and drive the complexity strength to ``budget``."""
+        self.cost, self.budget = cost, budget
+        self._weights = None
+        if cost is not None:
+            self._refresh_weights([torch.ones(g.size) for g in self.groups])
+
+    def unit_weights(self, i: int) -> torch.Tensor:
+        """Complexity weight of each unit of group ``i`` (1 without a cost model)."""
+        if self._weights is None:
+            return self.full(self.groups[i].size, 1.0)
+        w = self._weights[i]
+        if w.device != self.device or w.dtype != self.dtype:
+            self._weights = [x.to(self.device, self.dtype) for x in self._weights]
+            w = self._weights[i]
+        return w
+
+    def strength(self, value: float) -> float:
+        """A complexity coefficient, scaled by the budget controller's multiplier."""
+        return value if self.budget is None else value * self.budget.multiplier
+
+    def _refresh_weights(self, alive: list[torch.Tensor]) -> None:
+        weights = self.cost.weights(alive)
+        self._weights = [w.to(self.device, self.dtype) for w in weights]
+
+    def _track_cost(self) -> None:
+        """After an active step: weights at the new widths, one controller step."""
+        with torch.no_grad():
+            scales = [d.scale.detach() for d in self.decision()]
+        if self.cost is not None:
+            self._refresh_weights([(s.cpu() != 0).to(torch.float64) for s in scales])
+        if self.budget is not None and self.controlled:
+            with torch.no_grad():
+                soft = [self.soft_alive(i) for i in range(len(self.groups))]
+            self.budget.update(self.t, soft)
 
     # -- building blocks for subclasses ------------------------------------------------------
     def new_param(self, key: str, value: torch.Tensor) -> torch.Tensor:
@@ -311,6 +372,8 @@ class Method(ABC):
         self.zero_grad()
         self.t += 1
         self.advanced()
+        if self.phase == ACTIVE and (self.cost is not None or self.budget is not None):
+            self._track_cost()
         self._set_phase()
 
     def _set_phase(self) -> None:
@@ -324,6 +387,10 @@ class Method(ABC):
         with torch.no_grad():
             decisions = [Decision(d.scale.detach().to(self.device).clone(), d.linear)
                          for d in self.decision()]
+            if self.budget is not None:  # land on the budget by the method's ranking
+                scores = [self.unit_score(i) for i in range(len(self.groups))]
+                scales = self.budget.land([d.scale for d in decisions], scores)
+                decisions = [Decision(s, d.linear) for s, d in zip(scales, decisions)]
         self._set_frozen(decisions)
 
     def _set_frozen(self, decisions: list[Decision]) -> None:
@@ -386,6 +453,7 @@ class Method(ABC):
                 "linear": [d.linear for d in frozen],
             },
             "extra": self.extra_state(),
+            "budget": None if self.budget is None else self.budget.state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -407,6 +475,8 @@ class Method(ABC):
             self.frozen_decisions = None
             self._set_phase()
         self.load_extra_state(state.get("extra") or {})
+        if self.budget is not None and state.get("budget") is not None:
+            self.budget.load(state["budget"])
 
     def _check_state(self, state: dict[str, Any]) -> None:
         groups = [[g.name, g.size] for g in self.groups]

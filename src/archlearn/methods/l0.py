@@ -81,6 +81,7 @@ class L0(Method):
 
     name = "l0"
     Options = L0Options
+    controlled = True
 
     def __init__(self, model, groups, options: L0Options) -> None:
         super().__init__(model, groups, options)
@@ -95,6 +96,8 @@ class L0(Method):
         # the noise's own generator (on the CPU: the same draws on every device), checkpointed
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr)
+        self.threshold = math.log(-o.gamma / o.zeta)  # eval gate > 0 iff log_alpha above it
+        self.horizon = max(init - self.threshold, 0.0) / o.lr
 
     def eval_gate(self, i: int) -> torch.Tensor:
         """The deterministic test-time gate of group ``i`` (differentiable in ``log_alpha``)."""
@@ -124,14 +127,17 @@ class L0(Method):
         total = self.full((), 0.0)
         if o.lam == 0:
             return total
+        weighted = self.cost is not None
         for i, g in enumerate(self.groups):
-            expected = self.prob_nonzero(i).sum()
+            p = self.prob_nonzero(i)
+            # expected cost with cost="params"/"macs"/... (L0's expected FLOPs), else count
+            expected = (self.unit_weights(i) * p).sum() if weighted else p.sum()
             if o.normalize == "group":
                 expected = expected / g.size
             total = total + expected
         if o.normalize == "all":
             total = total / self.total_units
-        return o.lam * total
+        return self.strength(o.lam) * total
 
     def advanced(self) -> None:
         self._noise.clear()  # a fresh sample per step
@@ -142,6 +148,21 @@ class L0(Method):
     def decision(self) -> list[Decision]:
         with torch.no_grad():
             return [Decision(scale=self.eval_gate(i).clone()) for i in range(len(self.groups))]
+
+    def unit_score(self, i: int) -> torch.Tensor:
+        return self.log_alpha[i].detach().clone()
+
+    def soft_alive(self, i: int) -> torch.Tensor:
+        # the eval gate is non-zero above this log_alpha; look one travel time ahead (from the
+        # initial log_alpha to it at the optimizer's full pace), see archlearn/budget.py
+        ahead = self.budget.ahead(i, self.log_alpha[i], self.horizon)
+        return (ahead > self.threshold).to(self.dtype)
+
+    def update(self) -> None:
+        before = [a.detach().clone() for a in self.log_alpha] if self.budget else []
+        super().update()
+        for i, a in enumerate(before):
+            self.budget.observe(i, a, self.log_alpha[i])
 
     def extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

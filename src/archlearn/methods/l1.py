@@ -40,6 +40,7 @@ class L1Gates(Method):
 
     name = "l1"
     Options = L1Options
+    controlled = True
 
     def __init__(self, model, groups, options: L1Options) -> None:
         super().__init__(model, groups, options)
@@ -52,16 +53,22 @@ class L1Gates(Method):
         return g * (g.detach() >= self.options.threshold).to(g.dtype)
 
     def regularizer(self) -> torch.Tensor:
-        total = sum(g.sum() for g in self.g)
+        if self.cost is None:
+            total = sum(g.sum() for g in self.g)
+        else:  # each gate weighted by what its unit costs (cost="params"/"macs"/...)
+            total = sum((self.unit_weights(i) * g).sum() for i, g in enumerate(self.g))
         if self.options.normalize:
             total = total / self.units
-        return self.options.lam * total
+        return self.strength(self.options.lam) * total
 
     def update(self) -> None:
         super().update()
         with torch.no_grad():
             for g in self.g:
                 g.clamp_(0.0, 1.0)
+
+    def unit_score(self, i: int) -> torch.Tensor:
+        return self.g[i].detach().clone()
 
     def decision(self) -> list[Decision]:
         with torch.no_grad():

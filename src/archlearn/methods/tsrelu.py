@@ -89,6 +89,7 @@ class TSReLU(Method):
 
     name = "tsrelu"
     Options = TSReLUOptions
+    controlled = True
 
     def __init__(self, model, groups, options: TSReLUOptions) -> None:
         super().__init__(model, groups, options)
@@ -108,6 +109,9 @@ class TSReLU(Method):
             if g.name in self.learn_depth:
                 self.d[i] = self.new_param(f"{g.name}.d", self.full((), o.init_depth))
         self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr) if self.params else None
+        # a budget's controller looks one gate travel ahead (from init_width to the threshold
+        # at the optimizer's full pace), see archlearn/budget.py
+        self.horizon = (o.init_width - 0.5) / o.lr
 
     def unit_scale(self, i: int) -> torch.Tensor:
         w = self.w.get(i)
@@ -123,23 +127,42 @@ class TSReLU(Method):
         total = self.full((), 0.0)
         if not self.params:
             return total
+        lambda3 = self.strength(self.lambda3)  # a budget's controller scales it
+        weighted = self.cost is not None
         for i, g in enumerate(self.groups):
             w, d = self.w.get(i), self.d.get(i)
             if w is not None:
                 total = total + self.lambda1 * (w * (1 - w)).sum()
-            h = w.sum() if w is not None else float(g.size)
+            # h_i: units kept, each weighted by what it costs with cost="params"/"macs"/...
+            if w is None:
+                h = self.unit_weights(i).sum() if weighted else float(g.size)
+            else:
+                h = (self.unit_weights(i) * w).sum() if weighted else w.sum()
             # 1[d < 0.5] is a constant w.r.t. d; a tensor, so no host sync and no graph break
             nonlinear = 1.0 if d is None else (d.detach() < 0.5).to(d.dtype)
-            total = total + self.lambda3 * h * nonlinear
+            total = total + lambda3 * h * nonlinear
             if d is not None:
                 total = total + self.lambda2 * d * (1 - d) - self.lambda4 * d
         return total
 
     def update(self) -> None:
+        before = {i: w.detach().clone() for i, w in self.w.items()} if self.budget else {}
         super().update()
         with torch.no_grad():
             for p in self.parameters():
                 p.clamp_(0.0, 1.0)
+        for i, w in before.items():
+            self.budget.observe(i, w, self.w[i])
+
+    def soft_alive(self, i: int) -> torch.Tensor:
+        w = self.w.get(i)
+        if w is None:
+            return self.full(self.groups[i].size, 1.0)
+        return (self.budget.ahead(i, w, self.horizon) >= 0.5).to(w.dtype)
+
+    def unit_score(self, i: int) -> torch.Tensor:
+        w = self.w.get(i)
+        return self.full(self.groups[i].size, 1.0) if w is None else w.detach().clone()
 
     def decision(self) -> list[Decision]:
         out = []

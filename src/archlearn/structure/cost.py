@@ -38,7 +38,7 @@ consumers' outputs are still alive, so the weights are recomputed as widths chan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -142,13 +142,10 @@ def build_cost(
     groups: Sequence[UnitGroup],
     inputs: tuple[torch.Tensor, ...],
     kind: str,
-    *,
-    layer_costs: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> CostModel:
     """The cost model of ``kind`` ("units" | "params" | "macs" | "latency") for these groups.
 
-    ``layer_costs(model)`` supplies each module's own full-width cost for ``"latency"`` (see
-    ``latency_table.py``); MACs are traced, parameters counted.
+    MACs are traced, parameters counted, latencies measured once (``latency_table.py``).
     """
     if kind not in KINDS:
         raise ArchlearnError(f"unknown cost {kind!r}; choose one of {list(KINDS)}")
@@ -162,14 +159,12 @@ def build_cost(
     blocks = {g.blocks.conv: i for i, g in enumerate(groups) if g.blocks is not None}
     if kind == "params":
         terms, constant = _param_terms(model, sides, heads, blocks)
+    elif kind == "macs":
+        terms, constant = _compute_terms(model, _own_macs(model, inputs), sides, heads, blocks)
     else:
-        if kind == "macs":
-            own = _own_macs(model, inputs)
-        elif layer_costs is None:
-            raise ArchlearnError("a latency cost needs a per-layer latency table")
-        else:
-            own = layer_costs(model)
-        terms, constant = _compute_terms(model, own, sides, heads, blocks)
+        from archlearn.structure.latency_table import latency_cost
+
+        return latency_cost(model, groups, inputs)
     return CostModel(kind, terms, constant, sizes)
 
 

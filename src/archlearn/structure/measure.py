@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,25 +55,107 @@ def count_macs(model: nn.Module, example_inputs) -> int:
     return layer_macs(model, example_inputs)[""]
 
 
-def latency_ms(model: nn.Module, example_inputs, *, repeats: int = 30, warmup: int = 5) -> float:
-    """Median wall time of one batched forward pass in eval mode, in milliseconds."""
+@contextmanager
+def fixed_threads(n: int | None):
+    """Run with ``n`` intra-op threads (``None``: as they are), restored afterwards."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_interleaved(calls: Mapping[str, Callable[[], Any]], *, rounds: int = 30,
+                     warmup: int = 3, block_ms: float = 10.0) -> dict[str, list[float]]:
+    """Per-call wall times (ms) of several callables, measured in interleaved rounds.
+
+    Each callable is warmed up, then calibrated to a block of ``number`` calls lasting about
+    ``block_ms`` (timer resolution); each of ``rounds`` rounds times one block of every callable,
+    in an order rotated by one every round, so load that comes and goes on a shared machine
+    falls on all candidates alike instead of on whichever was timed during it. The blocks are
+    timed by ``torch.utils.benchmark.Timer`` (its clock and bookkeeping).
+    """
+    from torch.utils.benchmark import Timer
+
+    timers, numbers = {}, {}
+    for name, fn in calls.items():
+        for _ in range(warmup):
+            fn()
+        start = time.perf_counter()
+        fn()
+        single = max(time.perf_counter() - start, 1e-7)
+        numbers[name] = max(1, int(block_ms / 1e3 / single))
+        timers[name] = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    names = list(calls)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            measurement = timers[name].timeit(numbers[name])
+            times[name].append(measurement.mean * 1e3)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    """Median and quartiles (ms) of repeated timings.
+
+    >>> summary([1.0, 2.0, 3.0, 4.0, 100.0])["median_ms"]
+    3.0
+    """
+    if len(times) < 2:
+        q1 = median = q3 = times[0]
+    else:
+        q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return {"median_ms": median, "q1_ms": q1, "q3_ms": q3, "iqr_ms": q3 - q1,
+            "rounds": len(times)}
+
+
+def compare_latency(models: Mapping[str, nn.Module], example_inputs, *, threads: int = 1,
+                    rounds: int = 30, warmup: int = 3, block_ms: float = 10.0) -> dict[str, dict]:
+    """Latency of several models on the same inputs, timed together: median and spread.
+
+    The protocol (one for every latency archlearn reports): eval mode, ``inference_mode``, a
+    fixed number of threads (``threads``, default 1), the models' forward passes interleaved
+    over ``rounds`` rounds (:func:`time_interleaved`). Returns, per model, ``median_ms``,
+    ``q1_ms``, ``q3_ms``, ``iqr_ms`` (per forward pass), the batch size and the threads.
+
+    >>> r = compare_latency({"a": nn.Linear(8, 4), "b": nn.Linear(8, 2)}, torch.zeros(16, 8),
+    ...                     rounds=5, block_ms=1)
+    >>> sorted(r), r["a"]["batch"], r["a"]["threads"]
+    (['a', 'b'], 16, 1)
+    """
     inputs = as_tuple(example_inputs)
-    times = []
-    with preserved_mode(model), torch.inference_mode():
-        model.eval()
-        for i in range(warmup + repeats):
-            start = time.perf_counter()
-            model(*inputs)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    with fixed_threads(threads), torch.inference_mode(), ExitStack() as stack:
+        for model in models.values():
+            stack.enter_context(preserved_mode(model))
+            model.eval()
+        calls = {name: _forward(model, inputs) for name, model in models.items()}
+        times = time_interleaved(calls, rounds=rounds, warmup=warmup, block_ms=block_ms)
+    batch = int(inputs[0].shape[0]) if inputs[0].dim() else 1
+    return {name: {**summary(t), "batch": batch, "threads": threads}
+            for name, t in times.items()}
 
 
-def measure(model: nn.Module, example_inputs, *, repeats: int = 30) -> dict:
-    """``{"params", "macs", "latency_ms"}`` of a model on a batch of example inputs.
+def _forward(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
+    return lambda: model(*inputs)
+
+
+def latency_ms(model: nn.Module, example_inputs, *, repeats: int = 30,
+               threads: int = 1) -> float:
+    """Median wall time (ms) of a batched forward pass (the protocol of :func:`compare_latency`)."""
+    return compare_latency({"model": model}, example_inputs, threads=threads,
+                           rounds=repeats)["model"]["median_ms"]
+
+
+def measure(model: nn.Module, example_inputs, *, repeats: int = 30, threads: int = 1) -> dict:
+    """``{"params", "macs", "latency_ms", "latency_iqr_ms"}`` on a batch of example inputs.
 
     ``macs`` is for one example; bias additions are not multiply-accumulates (see
-    :func:`layer_macs`): ``nn.Linear(10, 5)`` is 10 * 5 = 50.
+    :func:`layer_macs`): ``nn.Linear(10, 5)`` is 10 * 5 = 50. The latency is the median (and
+    interquartile range) over ``repeats`` rounds with ``threads`` threads
+    (:func:`compare_latency`); to compare models, time them together with
+    :func:`compare_latency`, on a quiet machine.
 
     >>> m = nn.Linear(10, 5)
     >>> r = measure(m, torch.zeros(8, 10))
@@ -80,5 +165,10 @@ def measure(model: nn.Module, example_inputs, *, repeats: int = 30) -> dict:
     return {
         "params": count_params(model),
         "macs": count_macs(model, example_inputs),
-        "latency_ms": latency_ms(model, example_inputs, repeats=repeats),
+        **_latency_fields(compare_latency({"model": model}, example_inputs, threads=threads,
+                                          rounds=repeats)["model"]),
     }
+
+
+def _latency_fields(timing: dict) -> dict[str, float]:
+    return {"latency_ms": timing["median_ms"], "latency_iqr_ms": timing["iqr_ms"]}

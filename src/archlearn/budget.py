@@ -1,0 +1,218 @@
+"""Budgets: a size the shrunk model must land on, reached by a controller during training.
+
+``al.attach(..., budget={"macs": 0.25})`` asks for a quarter of the original's MACs;
+``{"params": 40000}`` for at most 40,000 parameters (a value above 1 is absolute, at most 1 a
+fraction of the original); ``{"latency": 0.5}`` for half the latency of the per-layer latency
+table (``structure/latency_table.py``). How it is reached:
+
+* **A target schedule.** Over the active phase (after ``warmup``, before ``freeze``) the target
+  falls from the full model's cost to the budget, cubically (fast first, slow near the end, as
+  in Zhu & Gupta's gradual pruning), reaching it at 80% of the phase; it holds until the freeze.
+* **A multiplier** (the Lagrange multiplier of the constraint "cost of the decision <= target",
+  as CoFi's Lagrangian drives L0 masks to a sparsity): the method's complexity strength (tsrelu's
+  ``lambda3``, l0's ``lam``, MorphNet's ``lam``) is multiplied by ``exp(m)``, and after every step
+  ``m += rate * clip((cost - target) / target, -1, 1)``, where ``cost`` is the cost of the
+  *decision* (the model ``shrink`` would return now). ``rate`` is ``8 / active steps``: the same
+  trajectory whatever the number of epochs.
+* **Landing.** At the freeze, the decision is moved onto the budget by the method's own ranking
+  of units (``Method.unit_score``, e.g. tsrelu's gate values): units with the lowest scores are
+  removed while the cost is above the budget, units with the highest scores are restored while
+  it stays at most the budget. ``architecture()["budget"]`` reports how far the controller alone
+  had come (``controller``) and where the model landed (``reached``). Then the gates freeze and
+  the weights recover to the end of training.
+
+>>> parse_budget({"macs": 0.25})
+('macs', 0.25)
+>>> parse_budget({"params": 40000})
+('params', 40000.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from archlearn.errors import ArchlearnError
+from archlearn.structure.cost import CostModel
+
+BUDGET_KINDS = ("params", "macs", "latency")
+REACH = 0.8  # the target reaches the budget at this fraction of the active phase
+GAIN = 8.0  # the multiplier's log can move by GAIN over the active phase at full error
+LOG_LIMIT = 30.0
+VELOCITY_DECAY = 0.9
+
+
+def parse_budget(budget: Any) -> tuple[str, float]:
+    """``(kind, value)`` from ``{"macs": 0.25}``; one ``ArchlearnError`` naming the problem."""
+    if not isinstance(budget, dict) or len(budget) != 1:
+        raise ArchlearnError(f"budget must be a dict with one of {list(BUDGET_KINDS)} as its "
+                             f"only key, e.g. {{'macs': 0.25}}; got {budget!r}")
+    (kind, value), = budget.items()
+    if kind not in BUDGET_KINDS:
+        raise ArchlearnError(f"unknown budget {kind!r}; choose one of {list(BUDGET_KINDS)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or value <= 0:
+        raise ArchlearnError(f"budget {kind!r} must be a positive number, got {value!r}")
+    if kind == "latency" and value >= 1:
+        raise ArchlearnError(f"budget 'latency' is a fraction of the original's latency "
+                             f"(0 < value < 1), got {value!r}")
+    if value == 1:
+        raise ArchlearnError(f"budget {kind!r} of 1 is ambiguous: a fraction below 1 or an "
+                             "absolute count above 1")
+    return kind, float(value)
+
+
+class BudgetController:
+    """The target schedule, the multiplier and the landing for one budget.
+
+    ``start``/``freeze`` are the steps where the active phase begins and the gates freeze.
+    """
+
+    def __init__(self, cost: CostModel, kind: str, value: float, start: float,
+                 freeze: float) -> None:
+        self.cost, self.kind, self.value = cost, kind, value
+        target = value if value > 1 else value * cost.full
+        if target >= cost.full:
+            raise ArchlearnError(f"budget {kind}={value:g} is not below the model's "
+                                 f"{cost.full:.0f} {kind}: nothing to remove")
+        self.target = target
+        self.start, self.freeze = start, freeze
+        self.rate = GAIN / max(freeze - start, 1.0)
+        # start where no unit is pushed harder than the unweighted default, so pruning follows
+        # the target instead of racing ahead of it on the costliest units
+        top = max((float(w.max()) for w in cost.weights(
+            [torch.ones(n, dtype=torch.float64) for n in cost.sizes]) if w.numel()), default=1.0)
+        self.log_multiplier = -math.log(top) if top > 1 else 0.0
+        self.controller: float | None = None  # cost of the decision at the freeze, before landing
+        self.now: float = cost.full
+        self.velocity: dict[int, torch.Tensor] = {}
+
+    @property
+    def fraction(self) -> float:
+        """The budget as a fraction of the full model's cost."""
+        return self.target / self.cost.full
+
+    @property
+    def multiplier(self) -> float:
+        return math.exp(self.log_multiplier)
+
+    def target_at(self, t: float) -> float:
+        """The target cost at step ``t``: cubic from the full cost to the budget."""
+        reach = self.start + REACH * (self.freeze - self.start)
+        p = min(max((t - self.start) / max(reach - self.start, 1.0), 0.0), 1.0)
+        return self.target + (self.cost.full - self.target) * (1.0 - p) ** 3
+
+    def observe(self, key: int, before: torch.Tensor, after: torch.Tensor) -> None:
+        """Record one step of a structure parameter (its velocity, for :meth:`ahead`)."""
+        step = (after - before).detach()
+        v = self.velocity.get(key)
+        self.velocity[key] = step if v is None else VELOCITY_DECAY * v + (
+            1 - VELOCITY_DECAY) * step
+
+    def ahead(self, key: int, value: torch.Tensor, horizon: float) -> torch.Tensor:
+        """Where ``value`` will be in ``horizon`` steps at its recent pace.
+
+        A gate crosses its threshold some steps after the multiplier starts pushing it, so a
+        controller reading only the decision keeps pushing through that delay and overshoots;
+        reading the decision extrapolated by the parameter's average velocity (an exponential
+        average of its per-step change) sees the removals coming. At rest it is the decision.
+        """
+        v = self.velocity.get(key)
+        return value.detach() if v is None else value.detach() + horizon * v
+
+    def update(self, t: float, alive: Sequence[torch.Tensor]) -> None:
+        """One controller step: move the multiplier by the relative excess cost of ``alive``."""
+        self.now = float(self.cost.total([a.detach().cpu() for a in alive]))
+        target = self.target_at(t)
+        error = max(-1.0, min(1.0, (self.now - target) / target))
+        self.log_multiplier = max(-LOG_LIMIT, min(LOG_LIMIT,
+                                                  self.log_multiplier + self.rate * error))
+
+    def land(self, scales: list[torch.Tensor], scores: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The decision moved onto the budget by the units' scores (see the module docstring)."""
+        self.controller = self.cost.of(scales)
+        alive = [(s.detach().cpu() != 0).to(torch.float64) for s in scales]
+        score = [s.detach().cpu().to(torch.float64) for s in scores]
+        alive = _remove(self.cost, alive, score, self.target)
+        alive = _restore(self.cost, alive, score, self.target)
+        out = []
+        for s, a, old in zip(scales, alive, scales):
+            new = torch.where(a.to(s.device) > 0, torch.where(old != 0, old,
+                                                              torch.ones_like(old)),
+                              torch.zeros_like(old))
+            out.append(new)
+        self.now = self.cost.of(out)
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """Budget against reached, as fractions of the full model and in absolute terms."""
+        return {"kind": self.kind, "budget": self.fraction, "target": self.target,
+                "full": self.cost.full,
+                "controller": None if self.controller is None else self.controller / self.cost.full,
+                "multiplier": self.multiplier}
+
+    def state(self) -> dict[str, Any]:
+        return {"log_multiplier": self.log_multiplier, "controller": self.controller,
+                "now": self.now, "velocity": {str(k): v.clone() for k, v in
+                                              self.velocity.items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.log_multiplier = float(state["log_multiplier"])
+        self.controller = None if state["controller"] is None else float(state["controller"])
+        self.now = float(state["now"])
+        self.velocity = {int(k): v.clone() for k, v in state.get("velocity", {}).items()}
+
+
+def _candidates(alive, score, weights, on: bool) -> list[tuple[int, int]]:
+    """Units to switch, best first: removal takes the lowest score (costliest first among
+    equals), restoring the highest score (cheapest first)."""
+    keys = []
+    for g, (a, s, w) in enumerate(zip(alive, score, weights)):
+        for u in torch.nonzero(a > 0 if on else a == 0).flatten().tolist():
+            keys.append(((float(s[u]), -float(w[u])) if on else (-float(s[u]), float(w[u])),
+                         g, u))
+    keys.sort()
+    return [(g, u) for _, g, u in keys]
+
+
+def _remove(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
+    """Switch off the lowest-scored units until the cost is at most ``target`` (never a
+    group's last unit). Batches by the current marginal costs, then re-counts exactly."""
+    for _ in range(100):
+        now = float(cost.total(alive))
+        if now <= target:
+            break
+        weights = [w * cost.scale for w in cost.weights(alive)]
+        gap, changed = now - target, False
+        left = [int(a.sum()) for a in alive]
+        for g, u in _candidates(alive, score, weights, on=True):
+            if left[g] <= 1:
+                continue
+            alive[g][u] = 0.0
+            left[g] -= 1
+            changed = True
+            gap -= float(weights[g][u])
+            if gap <= 0:
+                break
+        if not changed:
+            break
+    return alive
+
+
+def _restore(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
+    """Switch on the highest-scored removed units while the cost stays at most ``target``."""
+    if float(cost.total(alive)) > target:
+        return alive
+    for g, u in _candidates(alive, score, [w * cost.scale for w in cost.weights(alive)],
+                            on=False):
+        alive[g][u] = 1.0
+        if float(cost.total(alive)) > target:
+            alive[g][u] = 0.0
+            break
+    return alive
+
+
+__all__ = ["BUDGET_KINDS", "BudgetController", "parse_budget"]
