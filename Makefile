@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pyright
 	$(BIN)/python -m pytest -x --timeout=600
 
 # What a user gets from `pip install archlearn` today: a fresh venv, torch 2.13.0 first (the CPU
@@ -58,6 +59,7 @@ lower-bounds:
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pyright
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

@@ -74,9 +74,9 @@ def validate_run_config(raw: Any) -> RunConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "config"
-        if err["type"] == "value_error" and isinstance(err.get("ctx", {}).get("error"),
-                                                      ArchlearnError):
-            raise err["ctx"]["error"] from None
+        error = err.get("ctx", {}).get("error")
+        if err["type"] == "value_error" and isinstance(error, ArchlearnError):
+            raise error from None
         raise ArchlearnError(f"config field {field!r}: {err['msg']}") from None
     except TypeError as exc:  # e.g. non-string keys
         raise ArchlearnError(f"invalid run config: {exc}") from None

@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 
 def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 1000,
-             batches: Iterable[torch.Tensor] | None = None) -> float:
+             batches: Iterable[torch.Tensor | slice] | None = None) -> float:
     """Fraction of ``data`` that ``model`` classifies right, in eval mode (mode restored after).
 
     ``data`` holds the inputs then the labels, ``(x, y)`` or ``(x1, x2, ..., y)``: the model is
@@ -23,7 +23,7 @@ def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 1000,
     """
     *inputs, y = data.tensors
     if batches is None:
-        batches = (slice(i, i + batch_size) for i in range(0, len(y), batch_size))
+        batches = [slice(i, i + batch_size) for i in range(0, len(y), batch_size)]
     was_training = model.training
     model.eval()
     correct = 0

@@ -35,10 +35,10 @@ class TrainConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(30, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(default=30, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     seed: int = 0
     progress: bool = True
 

@@ -108,7 +108,8 @@ def _digits_arrays() -> tuple[np.ndarray, ...]:
     d = datasets.load_digits()
     x = np.asarray(d.data, dtype=np.float32).reshape(-1, 1, 8, 8)
     y = np.asarray(d.target, dtype=np.int64)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    parts = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    xtr, xte, ytr, yte = (np.asarray(a) for a in parts)
     return _readonly(xtr, ytr, xte, yte)
 
 

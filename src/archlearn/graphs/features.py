@@ -21,6 +21,8 @@ Cost: betweenness is O(n m); fine for priors of tens of nodes, slow for full MNI
 
 from __future__ import annotations
 
+from typing import cast
+
 import networkx as nx
 import numpy as np
 
@@ -52,7 +54,7 @@ def _eccentricity_and_avg_path(undirected: nx.Graph) -> tuple[dict, float]:
     total, pairs = 0.0, 0
     for comp in nx.connected_components(undirected):
         sub = undirected.subgraph(comp)
-        ecc.update(nx.eccentricity(sub))
+        ecc.update(cast(dict, nx.eccentricity(sub)))  # a dict for a whole (sub)graph
         k = len(comp)
         if k > 1:
             # networkx averages over k (k - 1) ordered pairs; undo that to pool components.

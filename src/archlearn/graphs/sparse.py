@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import reduce
+from typing import cast
 
 import networkx as nx
 import torch
@@ -234,7 +236,7 @@ class SparseFFN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         hs = [torch.relu(self.input(x.flatten(1)))]
         for j in range(1, len(self.layers)):
-            pre = sum(self.blocks[f"{i}_{j}"](hs[i]) for i in self._incoming[j])
+            pre = reduce(torch.add, [self.blocks[f"{i}_{j}"](hs[i]) for i in self._incoming[j]])
             hs.append(torch.relu(pre))
         return self.output(torch.cat(hs, 1).index_select(1, self.sink_index))
 
@@ -243,7 +245,7 @@ class SparseFFN(nn.Module):
         out: set[Edge] = set()
         for key, block in self.blocks.items():
             i, j = map(int, key.split("_"))
-            out |= self._plan.edges(i, j, block.mask)
+            out |= self._plan.edges(i, j, cast(MaskedLinear, block).mask)
         return out
 
 
@@ -289,8 +291,9 @@ class SparseRNN(nn.Module):
         for j in range(1, len(self.layers)):
             sources = self._incoming[j]
             widths = [len(self.layers[i]) for i in sources]
-            for i, mask in zip(sources, self.cells[j].mask.split(widths, 1)):
-                out |= self._plan.edges(i, j, mask)
+            mask = cast(Tensor, self.cells[j].mask)
+            for i, part in zip(sources, mask.split(widths, 1)):
+                out |= self._plan.edges(i, j, part)
         return out
 
 
@@ -348,7 +351,8 @@ def network_graph(model: nn.Module) -> nx.DiGraph:
         _add_edges(g, model.input.weight, inputs, model.layers[0])
         for key, block in model.blocks.items():
             i, j = map(int, key.split("_"))
-            _add_edges(g, block.effective_weight, model.layers[i], model.layers[j])
+            _add_edges(g, cast(MaskedLinear, block).effective_weight, model.layers[i],
+                       model.layers[j])
         sinks = [flat[k] for k in model.sink_index.tolist()]
         _add_edges(g, model.output.weight, sinks, outputs)
         return g

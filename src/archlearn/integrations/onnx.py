@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from archlearn.errors import ArchlearnError
 from archlearn.extras import require
@@ -66,7 +67,7 @@ def export_onnx(
     dynamic = tuple({0: batch} for _ in inputs) if dynamic_batch else None
     with preserved_mode(model), torch.no_grad(), _quiet_exporter():
         model.eval()
-        n_outputs = len(torch.utils._pytree.tree_leaves(run_model(model, inputs)))
+        n_outputs = len(tree_leaves(run_model(model, inputs)))
         try:
             program = torch.onnx.export(model, inputs, dynamo=True, input_names=names,
                                         output_names=[f"output{i}" for i in range(n_outputs)],
@@ -74,5 +75,7 @@ def export_onnx(
         except Exception as exc:  # the exporter raises many types; the user needs the reason
             reason = " ".join(str(exc).split())[:500]
             raise ArchlearnError(f"ONNX export of {type(model).__name__} failed: {reason}") from exc
+    if program is None:
+        raise ArchlearnError(f"ONNX export of {type(model).__name__} returned no program")
     atomic_write(path, program.save)
     return path

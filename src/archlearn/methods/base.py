@@ -39,7 +39,7 @@ What the base owns, the same for every method:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -51,7 +51,7 @@ from archlearn.structure.cost import CostModel
 from archlearn.structure.groups import UnitGroup
 from archlearn.structure.shrink import Decision
 
-REGISTRY: dict[str, type[Method]] = {}
+REGISTRY: dict[str, type[Method[Any]]] = {}
 
 WARMUP, ACTIVE, FROZEN = "warmup", "active", "frozen"
 
@@ -98,7 +98,10 @@ class Options(BaseModel):
         return self
 
 
-def register(cls: type[Method]) -> type[Method]:
+M = TypeVar("M", bound="type[Method[Any]]")
+
+
+def register(cls: M) -> M:
     """Class decorator adding a method to the registry under ``cls.name``; a taken name is refused.
 
     >>> try:
@@ -172,10 +175,15 @@ def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-class Method(ABC):
+O = TypeVar("O", bound=Options)
+T = TypeVar("T", bound=nn.Module)
+
+
+class Method(ABC, Generic[O]):
     """Structure parameters for a list of unit groups, and the schedule that drives them.
 
-    Subclasses set ``name`` and ``Options`` and implement the abstract members; the learner
+    Subclasses set ``name`` and ``Options`` (``class Mine(Method[MineOptions])`` types
+    ``self.options``) and implement the abstract members; the learner
     calls only :meth:`gate`, :meth:`depth_gate`, :meth:`penalty`, :meth:`after_step`,
     :meth:`decided`, :meth:`parameters`, :meth:`to` and the state methods.
     """
@@ -185,8 +193,9 @@ class Method(ABC):
     controlled: ClassVar[bool] = False  # the penalty's complexity term uses strength()
     default_cost: ClassVar[str] = "units"  # what a unit costs when attach is given no cost
 
-    def __init__(self, model: nn.Module, groups: list[UnitGroup], options: Options) -> None:
-        self.model, self.groups, self.options = model, groups, options
+    def __init__(self, model: nn.Module, groups: list[UnitGroup], options: O) -> None:
+        self.model, self.groups = model, groups
+        self.options: O = options
         self.device, self.dtype = placement(model)
         self.params: dict[str, torch.Tensor] = {}
         self.modules: dict[str, nn.Module] = {}
@@ -309,7 +318,7 @@ class Method(ABC):
         self.params[key] = p
         return p
 
-    def new_module(self, key: str, module: nn.Module) -> nn.Module:
+    def new_module(self, key: str, module: T) -> T:
         """A module of structure parameters (e.g. a meta-network), moved and registered."""
         module = module.to(self.device, self.dtype)
         self.modules[key] = module
@@ -408,7 +417,7 @@ class Method(ABC):
         return list(self.params.values())
 
     def to(self, device: torch.device | str | None = None,
-           dtype: torch.dtype | None = None) -> Method:
+           dtype: torch.dtype | None = None) -> Method[O]:
         """Move the structure parameters, their optimizer state and the method's modules."""
         device = torch.device(device) if device is not None else self.device
         dtype = dtype or self.dtype

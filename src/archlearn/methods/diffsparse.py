@@ -73,7 +73,7 @@ class DiffSparseOptions(Options):
 
 
 @register
-class DiffSparse(Method):
+class DiffSparse(Method[DiffSparseOptions]):
     """Softmax-normalised, thresholded unit scales with an l_p (p < 1) regularizer."""
 
     name = "diffsparse"

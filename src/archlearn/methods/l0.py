@@ -76,7 +76,7 @@ class L0Options(Options):
 
 
 @register
-class L0(Method):
+class L0(Method[L0Options]):
     """Hard-concrete gates per unit (one ``log_alpha`` vector per group)."""
 
     name = "l0"

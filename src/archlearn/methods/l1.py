@@ -35,7 +35,7 @@ class L1Options(Options):
 
 
 @register
-class L1Gates(Method):
+class L1Gates(Method[L1Options]):
     """Per-unit gates, L1 penalty, hard threshold."""
 
     name = "l1"
@@ -54,9 +54,10 @@ class L1Gates(Method):
 
     def regularizer(self) -> torch.Tensor:
         if self.cost is None:
-            total = sum(g.sum() for g in self.g)
+            total = torch.stack([g.sum() for g in self.g]).sum()
         else:  # each gate weighted by what its unit costs (cost="params"/"macs"/...)
-            total = sum((self.unit_weights(i) * g).sum() for i, g in enumerate(self.g))
+            total = torch.stack([(self.unit_weights(i) * g).sum()
+                                 for i, g in enumerate(self.g)]).sum()
         if self.options.normalize:
             total = total / self.units
         return self.strength(self.options.lam) * total

@@ -79,7 +79,7 @@ class SlimmingOptions(Options):
 
 
 @register
-class Slimming(Method):
+class Slimming(Method[SlimmingOptions]):
     """L1 on BatchNorm scales; the prune mask is the gate."""
 
     name = "slimming"
@@ -87,7 +87,7 @@ class Slimming(Method):
 
     def __init__(self, model, groups, options: SlimmingOptions) -> None:
         super().__init__(model, groups, options)
-        self.norms: list[list[nn.Module]] = []
+        self.norms: list[list[nn.modules.batchnorm._BatchNorm]] = []
         modules = dict(model.named_modules())
         for g in groups:
             found = []
@@ -168,8 +168,8 @@ class Slimming(Method):
     def regularizer(self) -> torch.Tensor:
         if self.options.lam == 0:
             return self.full((), 0.0)
-        total = sum(m.weight.abs().sum() for norms in self.norms for m in norms)
-        return self.options.lam * total
+        total = torch.stack([m.weight.abs().sum() for norms in self.norms for m in norms]).sum()
+        return self.options.lam * total.to(self.dtype)
 
     def decision(self) -> list[Decision]:
         return [Decision(scale=m.clone()) for m in self.masks()]

@@ -76,10 +76,17 @@ class SwitcherOptions(Options):
 
 
 class _Reader:
-    """Gathers each unit's fan-out weights from a consumer layer: ``[units, L]``."""
+    """Gathers each unit's fan-out weights from a consumer layer: ``[units, L]``.
+
+    The consumer must be a Linear or an ungrouped convolution (weight ``[out, in, ...]``);
+    anything else (attention heads, transposed or grouped convolutions) is refused.
+    """
 
     def __init__(self, module: nn.Module, channels: list[int], units: list[int], size: int):
-        self.module = module
+        if not (isinstance(module, nn.Linear) or (
+                isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.groups == 1)):
+            raise ValueError(f"cannot read the fan-out of a {type(module).__name__}")
+        self.module: nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d = module
         per_unit: list[list[int]] = [[] for _ in range(size)]
         for c, u in zip(channels, units):
             per_unit[u].append(c)
@@ -111,13 +118,15 @@ def _switcher(length: int, hidden: int, init_bias: float) -> nn.Sequential:
         nn.BatchNorm1d(1),
         nn.ReLU(),
     )
+    final = net[4]
+    assert isinstance(final, nn.BatchNorm1d)
     with torch.no_grad():
-        net[4].bias.fill_(init_bias)
+        final.bias.fill_(init_bias)
     return net
 
 
 @register
-class Switcher(Method):
+class Switcher(Method[SwitcherOptions]):
     """Per-group meta-networks mapping consumer weights to unit scales, trained alternately."""
 
     name = "switcher"
@@ -127,12 +136,12 @@ class Switcher(Method):
         super().__init__(model, groups, options)
         o = options
         self.readers: dict[int, _Reader] = {}
-        self.nets: dict[int, nn.Module] = {}
+        self.nets: dict[int, nn.Sequential] = {}
         self.ungated: list[str] = []
         for i, g in enumerate(groups):
             site = g.sites[0]
             module = model.get_submodule(site.module)
-            if g.size < 2:
+            if g.size < 2 or g.kind != "channels":  # BatchNorm needs two units; heads: no reader
                 self.ungated.append(g.name)
                 continue
             try:

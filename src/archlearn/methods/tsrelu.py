@@ -84,7 +84,7 @@ class TSReLUOptions(Options):
 
 
 @register
-class TSReLU(Method):
+class TSReLU(Method[TSReLUOptions]):
     """Width and depth gates of the tri-state ReLU."""
 
     name = "tsrelu"

@@ -118,7 +118,10 @@ class ReberSparseNet(nn.Module):
         self.rnn = rnn
         self._states: list[Tensor] = []
         for layer in rnn.cells:
-            layer.register_forward_hook(lambda _m, _i, out: self._states.append(out))
+            layer.register_forward_hook(self._keep_state)
+
+    def _keep_state(self, module: nn.Module, args: tuple, out: Tensor) -> None:
+        self._states.append(out)
 
     def forward(self, codes: Tensor, lengths: Tensor | None = None) -> Tensor:
         if lengths is None:
