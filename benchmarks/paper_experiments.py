@@ -25,7 +25,7 @@ NAMES = ["table31", "svd", "hyper", "classes", "depth", "bayesopt", "pretrained"
 
 
 def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
-        source: dict | None = None) -> None:
+        source: dict | None = None, trials: int = 20) -> None:
     """Run experiment ``name``; ``source`` = ``{"dataset": ..., "path": ...}`` (default mnist5k)."""
     # the command as run, flags included (threads, data, epochs), for the provenance
     command = "python -m benchmarks.paper_experiments " + " ".join(
@@ -44,7 +44,7 @@ def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
     elif name == "depth":
         result = paper.depth_selection(epochs=short, **src)
     elif name == "bayesopt":
-        result = paper.bayesopt(epochs=epochs, trials=20, seeds=seeds,
+        result = paper.bayesopt(epochs=epochs, trials=trials, seeds=seeds,
                                 storage=f"sqlite:///{out}/optuna.db", out=out, **src)
     elif name == "pretrained":
         result = paper.pretrained(epochs=short, finetune=max(short // 2, 1), **src)
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="table 3.1 and bayesopt")
     parser.add_argument("--epochs", type=int, default=20, help="table 3.1, SVD and bayesopt")
     parser.add_argument("--short-epochs", type=int, default=10, help="the other experiments")
+    parser.add_argument("--trials", type=int, default=20, help="Optuna trials per search")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", metavar="PATH", default=None,
                         help="folder of the full MNIST IDX files instead of the bundled mnist5k; "
@@ -81,7 +82,7 @@ def main() -> None:
     for name in NAMES if "all" in args.experiment else args.experiment:
         if name == "bayesopt":
             (out / "optuna.db").unlink(missing_ok=True)  # a fresh study each run
-        run(name, args.seeds, args.epochs, args.short_epochs, out, source)
+        run(name, args.seeds, args.epochs, args.short_epochs, out, source, args.trials)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from archlearn.io import atomic_write
+
 RESULTS = Path(__file__).parent / "results"
 DOC = Path(__file__).parent.parent / "docs" / "RESULTS.md"
 
@@ -17,8 +19,76 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+NA = "n/a"  # a cell that does not apply (every cell is filled: tests/test_report.py)
+
+
 def _missing(command: str) -> str:
     return f"_Not run yet: `{command}`._\n"
+
+
+def source(p: dict) -> str:
+    """Where a results file came from: its git commit (and local changes), or that none was
+    recorded (written before provenance recorded commits: rerun its command)."""
+    git = p.get("git") or {}
+    if not git.get("commit"):
+        return "**no commit recorded: stale until rerun**"
+    dirty = " + local changes" if git.get("dirty") else ""
+    load = p.get("load_average_1min")
+    busy = (f"; load {load:.1f} on {p.get('cpus')} CPUs: timings measured under load"
+            if load is not None and p.get("cpus") and load > 0.5 * p["cpus"] else "")
+    return f"commit {git['commit'][:10]}{dirty}{busy}"
+
+
+def bayesopt_section(b: dict | None) -> str:
+    """Optuna TPE against AL, selected on validation only (the JSON of benchmarks/paper.py)."""
+    cmd = "python -m benchmarks.paper_experiments bayesopt"
+    out = ["\n## Architecture learning against Bayesian optimisation (Optuna TPE)\n\n"]
+    if b is None:
+        return "".join(out) + _missing(cmd)
+    if "summary" not in b:
+        return "".join(out) + ("_Stale result (its searches selected on the test split): rerun "
+                               f"`{cmd}`._\n")
+    p, summ = b["provenance"], b["summary"]
+    d = p["data"]
+    out.append(
+        f"Command: `{p['command']}` ({source(p)}). Data: mnist5k, {d['train']:,} training, "
+        f"{d['valid']:,} validation (held out of training, stratified) and {d['test']:,} test "
+        f"images. Cost = cross-entropy + {p['price_per_neuron']:g} x hidden neurons of the "
+        "delivered model (the AL run's own lambda3), the paper's objective. Every selection is on "
+        "the validation cost: each Optuna trial trains LeNet-5 at its widths for "
+        f"{p['epochs']} epochs ({p['trials']} trials per search, TPE defaults), each AL run "
+        f"trains {p['epochs']} epochs and delivers the shrunk model of its best epoch; the test "
+        f"split is read once per delivered model. {p['seeds']} seeds (weights, batch order, "
+        "sampler); mean (min-max). AL1 learns widths and depth (a linear fc layer is merged, "
+        "which no width search can do), AL2 widths only, Optuna's own search space. *Speed-up* "
+        "= Optuna's time to its best validation cost / AL's time to reach that cost (seeds where "
+        "AL reached it; wall-clock: measured as the provenance says).\n\n")
+
+    def mm(s: dict, fmt: str = ".3f") -> str:
+        return f"{s['mean']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
+
+    out.append("| delivered by | validation cost | test cost | architectures (per seed) |\n"
+               "|---|---|---|---|\n")
+    for name, r in summ["al"].items():
+        out.append(f"| one {name} run | {mm(r['valid_cost'])} | {mm(r['test_cost'])} | "
+                   f"{', '.join(r['architectures'])} |\n")
+    for space, r in summ["optuna"].items():
+        widths = ", ".join("-".join(str(s["optuna"][space]["best_params"][k])
+                                    for k in ("conv1", "conv2", "fc")
+                                    if k in s["optuna"][space]["best_params"])
+                           for s in b["seeds"])
+        out.append(f"| Optuna TPE, {space} widths | {mm(r['valid_cost'])} | "
+                   f"{mm(r['test_cost'])} | {widths} |\n")
+    out.append("\n| search | AL run | speed-up | seeds where AL reached Optuna's best | seeds "
+               "where Optuna reached AL's cost |\n|---|---|---|---|---|\n")
+    for space, r in summ["optuna"].items():
+        for name, v in r["versus"].items():
+            speed = f"{mm(v['speedup'], '.1f')}x" if v["speedup"] else "never"
+            out.append(f"| TPE, {space} widths | {name} | {speed} | "
+                       f"{v['al_reached_optuna_best']}/{v['seeds']} | "
+                       f"{v['optuna_reached_al_cost']}/{v['seeds']} |\n")
+    out.append("\n![bayesopt](../benchmarks/results/paper/bayesopt.png)\n")
+    return "".join(out)
 
 
 def core_demo() -> str:
@@ -27,7 +97,7 @@ def core_demo() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     p = r["provenance"]
-    out.append(f"Command: `{p['command']}` ({p['epochs']} epochs, {p['seeds']} seeds, "
+    out.append(f"Command: `{p['command']}` ({source(p)}; {p['epochs']} epochs, {p['seeds']} seeds, "
                f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n")
     out.append("| row | architecture (seed 0) | params | MACs | accuracy % | latency ms |\n")
     out.append("|---|---|---|---|---|---|\n")
@@ -56,7 +126,7 @@ def user_loop() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     m = r["mean"]
-    out.append(f"Command: `{r['provenance']['command']}`.\n\n")
+    out.append(f"Command: `{r['provenance']['command']}` ({source(r['provenance'])}).\n\n")
     out.append("| loop | mean params | mean accuracy % | seconds per epoch (median) |\n")
     out.append("|---|---|---|---|\n")
     plain_s = sum(x["epoch_seconds"] for x in r["plain"]) / len(r["plain"])
@@ -79,7 +149,7 @@ def peers() -> str:
     out = ["\n## Torch-Pruning L1 with fine-tuning, same data and epochs\n"]
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.peer_torch_pruning")
-    out.append(f"Command: `{r['provenance'].get('command', '')}`.\n\n")
+    out.append(f"Command: `{r['provenance'].get('command', '')}` ({source(r['provenance'])}).\n\n")
     out.append("| method | target | mean params | mean accuracy % |\n|---|---|---|---|\n")
     groups: dict[tuple, list] = {}
     for row in r["rows"]:
@@ -109,8 +179,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} table31"))
     else:
         p = t["provenance"]
-        out.append(f"Command: `{cmd} table31 --seeds {p['seeds']} --epochs {p['epochs']}` "
-                   f"(mean of {p['seeds']} seeds).\n\n")
+        out.append(f"Command: `{p['command']}` ({source(p)}; mean of {p['seeds']} seeds).\n\n")
         out.append("| setting | lambda3 | depth on fc | architecture (seed 0) | params | acc % "
                    "| from scratch % | paper arch | paper AL % | paper scratch % |\n")
         out.append("|---|---|---|---|---|---|---|---|---|---|\n")
@@ -118,18 +187,19 @@ def paper_section() -> str:
             m = t["mean"][name]
             setting = t["provenance"]["settings"].get(name, {})
             paper_arch, paper_acc, paper_scratch = t["paper"][name]
-            scratch = f"{100 * m['scratch_accuracy']:.2f}" if "scratch_accuracy" in m else ""
-            k = f"{setting['k']} lambda1" if setting else ""
-            depth = "yes" if setting.get("depth") == "all" else ("no" if setting else "")
+            scratch = f"{100 * m['scratch_accuracy']:.2f}" if "scratch_accuracy" in m else NA
+            k = f"{setting['k']} lambda1" if setting else NA
+            depth = "yes" if setting.get("depth") == "all" else ("no" if setting else NA)
             out.append(f"| {name} | {k} | {depth} | {rows[0]['architecture']} | "
                        f"{m['params']:.0f} | {100 * m['accuracy']:.2f} | {scratch} | "
-                       f"{paper_arch} | {paper_acc} | {paper_scratch or ''} |\n")
+                       f"{paper_arch} | {paper_acc} | {paper_scratch or NA} |\n")
     s = _paper("svd")
     out.append("\n## SVD of the 800x500 layer against AL\n\n")
     if s is None:
         out.append(_missing(f"{cmd} svd"))
     else:
-        out.append(f"Command: `{cmd} svd` (SVD without fine-tuning, as in the paper).\n\n"
+        out.append(f"Command: `{s['provenance']['command']}` ({source(s['provenance'])}; SVD "
+                   "without fine-tuning, as in the paper).\n\n"
                    "| model | params | acc % |\n|---|---|---|\n")
         for row in s["rows"]:
             out.append(f"| {row['model']} | {row['params']:.0f} | "
@@ -140,7 +210,8 @@ def paper_section() -> str:
     if h is None:
         out.append(_missing(f"{cmd} hyper"))
     else:
-        out.append(f"Command: `{cmd} hyper`.\n\n| setting | architecture | params | acc % |\n"
+        out.append(f"Command: `{h['provenance']['command']}` ({source(h['provenance'])}).\n\n"
+                   "| setting | architecture | params | acc % |\n"
                    "|---|---|---|---|\n")
         for label, run in h["runs"].items():
             out.append(f"| {label} | {run['architecture']} | {run['params']} | "
@@ -151,7 +222,8 @@ def paper_section() -> str:
     if c is None:
         out.append(_missing(f"{cmd} classes"))
     else:
-        out.append(f"Command: `{cmd} classes`. Spearman correlation with the number of classes: "
+        out.append(f"Command: `{c['provenance']['command']}` ({source(c['provenance'])}). "
+                   "Spearman correlation with the number of classes: "
                    f"fc units {c['spearman_fc_neurons']:.2f}, error "
                    f"{c['spearman_error']:.2f} (1.0 = perfectly monotonic).\n\n"
                    "| classes | widths | error % |\n|---|---|---|\n")
@@ -164,7 +236,8 @@ def paper_section() -> str:
     if d is None:
         out.append(_missing(f"{cmd} depth"))
     else:
-        out.append(f"Command: `{cmd} depth`. The learned depth counts the weight layers of the "
+        out.append(f"Command: `{d['provenance']['command']}` ({source(d['provenance'])}). The "
+                   "learned depth counts the weight layers of the "
                    "shrunk model (merged layers are gone for real).\n\n"
                    "| initial depth | learned depth | architecture | error % | paper depth | "
                    "paper architecture | paper error % |\n|---|---|---|---|---|---|---|\n")
@@ -172,45 +245,14 @@ def paper_section() -> str:
             out.append(f"| {row['initial_depth']} | {row['learned_depth']} | "
                        f"{row['architecture']} | {100 * row['error']:.2f} | {ref[1]} | {ref[2]} "
                        f"| {ref[3]} |\n")
-    b = _paper("bayesopt")
-    out.append("\n## Architecture learning against Bayesian optimisation (Optuna TPE)\n\n")
-    if b is None:
-        out.append(_missing(f"{cmd} bayesopt"))
-    else:
-        prov = b["provenance"]
-        out.append(f"Command: `{prov['command']}`. Cost = test loss + {prov['price_per_neuron']:g} "
-                   "x hidden neurons of the delivered model (the AL run's own lambda3), the "
-                   "paper's objective. Every Optuna trial trains LeNet-5 at its widths for "
-                   f"{prov['epochs']} epochs, as long as the one AL run ({prov['trials']} trials "
-                   f"per search, TPE defaults, {prov['threads']} thread). AL runs: "
-                   + "; ".join(f"{name} {run['architecture']}, cost {run['cost']:.3f} after "
-                               f"{run['seconds']:.0f} s" for name, run in b["al"].items())
-                   + " (AL1 learns widths and depth: its fc layer became linear and was merged, "
-                   "which no width search can do; AL2 learns widths only, Optuna's own search "
-                   f"space; seed {prov['seed']}). *Speed-up* = Optuna's time to its best cost / "
-                   "AL's time to reach the same cost (the acceptance target is 5x).\n\n"
-                   "| search | Optuna best cost (widths) | Optuna's time to it | AL run | "
-                   "AL's time to it | speed-up | Optuna reached AL's final cost |\n"
-                   "|---|---|---|---|---|---|---|\n")
-        for space, r in b["optuna"].items():
-            widths = "-".join(str(r["best_params"][k]) for k in ("conv1", "conv2", "fc")
-                              if k in r["best_params"])
-            for name, v in r["versus"].items():
-                al_time = v["al_seconds_to_optuna_best"]
-                speed = f"{v['speedup']:.1f}x" if v["speedup"] else "never reached"
-                reached = (f"after {v['optuna_seconds_to_al_cost']:.0f} s"
-                           if v["optuna_reached_al_cost"] else "never")
-                out.append(f"| TPE, {space} widths | {r['best_cost']:.3f} ({widths}) | "
-                           f"{r['seconds_to_best']:.0f} s | {name} | "
-                           f"{'-' if al_time is None else f'{al_time:.0f} s'} | {speed} | "
-                           f"{reached} |\n")
-        out.append("\n![bayesopt](../benchmarks/results/paper/bayesopt.png)\n")
+    out.append(bayesopt_section(_paper("bayesopt")))
     pre = _paper("pretrained")
     out.append("\n## Starting from a trained model (the CaffeNet case study, scaled down)\n\n")
     if pre is None:
         out.append(_missing(f"{cmd} pretrained"))
     else:
-        out.append(f"Command: `{cmd} pretrained` (a trained LeNet-5, then "
+        out.append(f"Command: `{pre['provenance']['command']}` ({source(pre['provenance'])}; "
+                   "a trained LeNet-5, then "
                    f"{pre['provenance']['finetune_epochs']} epochs with gates).\n\n"
                    "| variant | architecture | params | compression | acc % |\n"
                    "|---|---|---|---|---|\n")
@@ -237,7 +279,8 @@ def structure_section() -> str:
         held_out = -(-2 * b["graphs_per_prior"] // 10)
         schedule = ("a one-cycle learning rate (10% warm-up, cosine to ~0)"
                     if b.get("anneal") else "a constant learning rate")
-        out.append(f"Command: `{sp['provenance']['command']}`. Budget (scaled for 2 cores; the "
+        out.append(f"Command: `{sp['provenance']['command']}` ({source(sp['provenance'])}). "
+                   "Budget (scaled for 2 cores; the "
                    "thesis used 200 graphs per cell, 15 epochs on 18,750 strings): "
                    f"{2 * b['graphs_per_prior']} random-prior recurrent nets per cell type "
                    f"(Watts-Strogatz and Barabasi-Albert, {b['nodes'][0]}-{b['nodes'][1]} nodes), "
@@ -275,7 +318,8 @@ def structure_section() -> str:
             f"{n}: {d['training']['epochs']} epochs at lr {d['training']['lr']:g}"
             + (", one-cycle" if d["training"].get("anneal") else "")
             for n, d in gs["datasets"].items())
-        out.append(f"Command: `{prov['command']}`. {budget['budget']} trained networks per "
+        out.append(f"Command: `{prov['command']}` ({source(prov)}). {budget['budget']} trained "
+                   "networks per "
                    f"search ({training}), population {budget['population']}, "
                    f"{budget['offspring']} offspring per generation, the predictor screening "
                    f"{budget['screen']}x as many; at most {budget['max_nodes']} hidden units. "
@@ -302,7 +346,8 @@ def structure_section() -> str:
     return "".join(out)
 
 
-def main() -> None:
+def render() -> str:
+    """The whole of docs/RESULTS.md, from the JSON files."""
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
             "by the command named in its section; `make results` regenerates this page and "
             "`make bench` reruns everything.\n\n")
@@ -310,9 +355,12 @@ def main() -> None:
 
     text += core_demo() + user_loop() + peers() + paper_section()
     text += "\n" + report_methods.section() + structure_section() + report_zoo.section()
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
+    return text
+
+
+def main() -> None:
+    write_text = atomic_write(DOC, render())
+    print(f"wrote {write_text}")
 
 
 if __name__ == "__main__":

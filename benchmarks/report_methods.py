@@ -68,7 +68,10 @@ def compare_section(results: Path = RESULTS) -> str:
     if r is None:
         return "".join(out) + _missing(COMPARE_CMD)
     p = r["provenance"]
-    out.append(f"Command: `{p['command']}` ({p['epochs']} epochs per row, mean of {p['seeds']} "
+    from benchmarks.report import source
+
+    out.append(f"Command: `{p['command']}` ({source(p)}; {p['epochs']} epochs per row, mean of "
+               f"{p['seeds']} "
                f"seeds, torch {p['torch']}, torch-pruning {p['torch_pruning']}, "
                f"{p['machine']}). Data: mnist5k, {p['data']['train']:,} training and "
                f"{p['data']['test']:,} test images (real MNIST digits; not the 60,000-image "
@@ -132,7 +135,10 @@ def stier_section(results: Path = RESULTS) -> str:
     if r is None:
         return "".join(out) + _missing(STIER_CMD)
     p, d = r["provenance"], r["dense"]
-    out.append(f"Command: `{p['command']}` (mean of {p['seeds']} seeds; {p['optimizer']}, "
+    from benchmarks.report import source
+
+    out.append(f"Command: `{p['command']}` ({source(p)}; mean of {p['seeds']} seeds; "
+               f"{p['optimizer']}, "
                f"{p['epochs']} dense epochs; mnist5k, {p['data']['train']:,} training images "
                "instead of full MNIST's 50,000 in the paper's code).\n\n")
     out.append("Protocol. " + _prose(p["protocol"]) + "\n\n")
@@ -177,9 +183,34 @@ def stier_section(results: Path = RESULTS) -> str:
     return "".join(out)
 
 
+def settings_section(results: Path = RESULTS) -> str:
+    """Each method's defaults and the variants its docstring discusses, on digits."""
+    r = _load(results, "method_settings.json")
+    out = ["\n## Each method's defaults and variants on digits\n\n"]
+    if r is None:
+        return "".join(out) + _missing("python -m benchmarks.method_settings")
+    from benchmarks.report import source
+
+    p = r["provenance"]
+    out.append(f"Command: `{p['command']}` ({source(p)}). " + _prose(p["protocol"]) + " Dense "
+               "accuracy: " + "; ".join(
+                   f"{'BatchNorm MLP' if bn else 'MLP'} "
+                   f"{_pct(min(d['accuracy'] for d in r['dense'] if d['batchnorm'] == bn))}-"
+                   f"{_pct(max(d['accuracy'] for d in r['dense'] if d['batchnorm'] == bn))}%"
+                   for bn in (False, True)) + ".\n\n")
+    out.append("| method | variant | model | widths per seed | accuracy % mean (min-max) |\n"
+               "|---|---|---|---|---|\n")
+    for row in r["rows"].values():
+        out.append(f"| {row['method']} | {row['variant']} | "
+                   f"{'BatchNorm MLP' if row['batchnorm'] else 'MLP'} | "
+                   f"{', '.join(row['widths'])} | {_pct(row['accuracy_mean'])} "
+                   f"({_pct(row['accuracy_min'])}-{_pct(row['accuracy_max'])}) |\n")
+    return "".join(out)
+
+
 def section(results: Path = RESULTS) -> str:
-    """Both sections as Markdown, ready to append to docs/RESULTS.md."""
-    return compare_section(results) + stier_section(results)
+    """The sections as Markdown, ready to append to docs/RESULTS.md."""
+    return compare_section(results) + settings_section(results) + stier_section(results)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ STEPS = [
      "--out", "benchmarks/results/peer_torch_pruning.json"],
     ["-m", "benchmarks.paper_experiments", "all"],
     ["-m", "benchmarks.compare_methods"],
+    ["-m", "benchmarks.method_settings"],
     ["-m", "benchmarks.magnitude_stier"],
     ["-m", "benchmarks.structure_prediction"],
     ["-m", "benchmarks.genetic_search"],

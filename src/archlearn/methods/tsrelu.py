@@ -11,7 +11,7 @@ through. The penalty is the paper's:
 and gates are clipped to [0, 1] after each step. Defaults follow the paper's heuristics:
 lambda2 = lambda1/10, lambda4 = lambda3/10, lambda3 = k lambda1 with 0 < k < 1.
 
-Initialisation and schedule (our decisions, measured on LeNet/mnist5k, see docs/RESULTS.md):
+Initialisation and schedule (our decisions, measured on LeNet/mnist5k: docs/RESULTS.md):
 
 * Gates start *inside the basin* of the binarizer rather than at 1. With lambda3 = k lambda1 the
   penalty's gradient on a width gate is ``lambda1 (1 - 2w) + lambda3``, which vanishes at
@@ -22,11 +22,11 @@ Initialisation and schedule (our decisions, measured on LeNet/mnist5k, see docs/
 * Depth gates start *linear* (``init_depth`` = 0.9) by default. Started as a ReLU (0.4), with
   the paper's lambda4 = lambda3/10, nothing pulls a layer toward the identity: LeNet's fc layer
   never became linear. Started linear, it stays linear unless the loss needs the non-linearity:
-  LeNet's fc layer stays linear and merges (AL1/AL3, about 13K params at the baseline's
-  accuracy). An MLP, whose only non-linearities are these layers, also stays linear (88% vs
-  94% on mnist5k), which is why ``depth`` defaults to "none". For deep stacks (table 3.2) start
-  the gates as ReLUs and set lambda4 = lambda3: layers then turn linear one by one where the
-  loss allows (20-50-75x5-10 learned 20-31-42-46-10, depth 8 -> 5).
+  LeNet's fc layer stays linear and merges (AL1/AL3 in docs/RESULTS.md, table 3.1). An MLP,
+  whose only non-linearities are these layers, also stays linear and loses accuracy, which is
+  why ``depth`` defaults to "none". For deep stacks (table 3.2) start the gates as ReLUs and
+  set lambda4 = lambda3: layers then turn linear one by one where the loss allows (docs/
+  RESULTS.md, "Depth selection").
 * Gates have their own Adam optimizer (scale-free steps, so lambda reads as "how strong a
   gradient a unit needs to stay") and are frozen after ``freeze`` of the training (a fraction
   of ``total_steps``, never a fixed count): units near 0.5 otherwise flicker, and the net shrunk
