@@ -26,16 +26,18 @@ def _missing(command: str) -> str:
     return f"_Not run yet: `{command}`._\n"
 
 
-def source(p: dict) -> str:
+def source(p: dict, timings: bool = False) -> str:
     """Where a results file came from: its git commit (and local changes), or that none was
-    recorded (written before provenance recorded commits: rerun its command)."""
+    recorded (written before provenance recorded commits: rerun its command). With
+    ``timings``, whether the machine was loaded when they were taken."""
     git = p.get("git") or {}
     if not git.get("commit"):
         return "**no commit recorded: stale until rerun**"
     dirty = " + local changes" if git.get("dirty") else ""
     load = p.get("load_average_1min")
     busy = (f"; load {load:.1f} on {p.get('cpus')} CPUs: timings measured under load"
-            if load is not None and p.get("cpus") and load > 0.5 * p["cpus"] else "")
+            if timings and load is not None and p.get("cpus") and load > 0.5 * p["cpus"]
+            else "")
     return f"commit {git['commit'][:10]}{dirty}{busy}"
 
 
@@ -51,7 +53,8 @@ def bayesopt_section(b: dict | None) -> str:
     p, summ = b["provenance"], b["summary"]
     d = p["data"]
     out.append(
-        f"Command: `{p['command']}` ({source(p)}). Data: mnist5k, {d['train']:,} training, "
+        f"Command: `{p['command']}` ({source(p, timings=True)}). Data: mnist5k, "
+        f"{d['train']:,} training, "
         f"{d['valid']:,} validation (held out of training, stratified) and {d['test']:,} test "
         f"images. Cost = cross-entropy + {p['price_per_neuron']:g} x hidden neurons of the "
         "delivered model (the AL run's own lambda3), the paper's objective. Every selection is on "
@@ -97,7 +100,8 @@ def core_demo() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     p = r["provenance"]
-    out.append(f"Command: `{p['command']}` ({source(p)}; {p['epochs']} epochs, {p['seeds']} seeds, "
+    out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs, "
+               f"{p['seeds']} seeds, "
                f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n")
     out.append("| row | architecture (seed 0) | params | MACs | accuracy % | latency ms |\n")
     out.append("|---|---|---|---|---|---|\n")
@@ -126,7 +130,8 @@ def user_loop() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     m = r["mean"]
-    out.append(f"Command: `{r['provenance']['command']}` ({source(r['provenance'])}).\n\n")
+    out.append(f"Command: `{r['provenance']['command']}` "
+               f"({source(r['provenance'], timings=True)}).\n\n")
     out.append("| loop | mean params | mean accuracy % | seconds per epoch (median) |\n")
     out.append("|---|---|---|---|\n")
     plain_s = sum(x["epoch_seconds"] for x in r["plain"]) / len(r["plain"])
@@ -157,7 +162,7 @@ def peers() -> str:
     for (method, target), rows in groups.items():
         params = sum(x["params"] for x in rows) / len(rows)
         acc = sum(x["accuracy"] for x in rows) / len(rows)
-        out.append(f"| {method} | {target or ''} | {params:.0f} | {100 * acc:.2f} |\n")
+        out.append(f"| {method} | {target or NA} | {params:.0f} | {100 * acc:.2f} |\n")
     return "".join(out)
 
 
@@ -279,7 +284,8 @@ def structure_section() -> str:
         held_out = -(-2 * b["graphs_per_prior"] // 10)
         schedule = ("a one-cycle learning rate (10% warm-up, cosine to ~0)"
                     if b.get("anneal") else "a constant learning rate")
-        out.append(f"Command: `{sp['provenance']['command']}` ({source(sp['provenance'])}). "
+        out.append(f"Command: `{sp['provenance']['command']}` "
+                   f"({source(sp['provenance'], timings=True)}). "
                    "Budget (scaled for 2 cores; the "
                    "thesis used 200 graphs per cell, 15 epochs on 18,750 strings): "
                    f"{2 * b['graphs_per_prior']} random-prior recurrent nets per cell type "
@@ -301,11 +307,11 @@ def structure_section() -> str:
             scores = " | ".join(f"{r['r2'][m]['r2_cv_pooled']:.2f}"
                                 for m in ("bayesian_ridge", "random_forest", "adaboost"))
             thesis = sp["thesis_r2"].get(cell)
-            ref = "/".join(f"{v:.2f}" for v in thesis.values()) if thesis else ""
+            ref = "/".join(f"{v:.2f}" for v in thesis.values()) if thesis else NA
             acc = r["accuracy"]
             noise = r.get("seed_std_single_run")
             out.append(f"| {cell} | {scores} | {ref} | {acc['min']:.2f}-{acc['max']:.2f} | "
-                       f"{'' if noise is None else f'{noise:.3f}'} |\n")
+                       f"{NA if noise is None else f'{noise:.3f}'} |\n")
     gs = _load("genetic_search.json")
     out.append("\n## Genetic search with a performance predictor\n\n")
     if gs is None:
@@ -318,7 +324,8 @@ def structure_section() -> str:
             f"{n}: {d['training']['epochs']} epochs at lr {d['training']['lr']:g}"
             + (", one-cycle" if d["training"].get("anneal") else "")
             for n, d in gs["datasets"].items())
-        out.append(f"Command: `{prov['command']}` ({source(prov)}). {budget['budget']} trained "
+        out.append(f"Command: `{prov['command']}` ({source(prov, timings=True)}). "
+                   f"{budget['budget']} trained "
                    "networks per "
                    f"search ({training}), population {budget['population']}, "
                    f"{budget['offspring']} offspring per generation, the predictor screening "
@@ -334,8 +341,12 @@ def structure_section() -> str:
         for name, d in gs["datasets"].items():
             acc = d["acceptance"]
             for search, r in d["summary"].items():
-                won = (f"{acc['seeds_won_valid']}/{seeds} / {acc['seeds_won_test']}/{seeds}"
-                       if search == "ga+predictor" and "seeds_won_valid" in acc else "")
+                if search != "ga+predictor":
+                    won = NA
+                elif "seeds_won_valid" in acc:
+                    won = f"{acc['seeds_won_valid']}/{seeds} / {acc['seeds_won_test']}/{seeds}"
+                else:
+                    won = "not in this (stale) JSON: rerun"
                 out.append(f"| {name} | {search} | {r['best_fitness_mean']:.3f}"
                            f"{_pm(r.get('best_fitness_sem'))} | "
                            f"{r['best_test_accuracy_mean']:.3f}"

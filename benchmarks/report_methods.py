@@ -70,7 +70,8 @@ def compare_section(results: Path = RESULTS) -> str:
     p = r["provenance"]
     from benchmarks.report import source
 
-    out.append(f"Command: `{p['command']}` ({source(p)}; {p['epochs']} epochs per row, mean of "
+    out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs per "
+               "row, mean of "
                f"{p['seeds']} "
                f"seeds, torch {p['torch']}, torch-pruning {p['torch_pruning']}, "
                f"{p['machine']}). Data: mnist5k, {p['data']['train']:,} training and "
