@@ -159,7 +159,7 @@ class Learner:
     def _budget_report(self, arch: dict[str, Any], decisions: list[Decision]) -> dict[str, Any]:
         """Budget against reached: counted on the shrunk model (params, MACs) or, for latency,
         the latency table's estimate of it."""
-        budget = self.method.budget
+        budget = self.method.controller()
         report = budget.report()
         reached = arch.get(budget.kind)
         if reached is None:
@@ -261,6 +261,10 @@ def attach(
     weights = None if cost == "units" else cost_model(cost)
     controller = None
     if kind is not None:
+        if opts.freeze is None:
+            raise ArchlearnError("a budget is reached at the freeze: give freeze (a fraction "
+                                 "of total_steps), not None")
+        assert opts.total_steps is not None and value is not None  # checked above
         start = opts.warmup * opts.total_steps
         controller = BudgetController(cost_model(kind), kind, value, start,
                                       opts.freeze * opts.total_steps)

@@ -292,11 +292,17 @@ class Method(ABC, Generic[O]):
             w = self._weights[i]
         return w
 
+    def controller(self) -> BudgetController:
+        """The budget controller (methods call this only when a budget was given)."""
+        assert self.budget is not None, "no budget was given"
+        return self.budget
+
     def strength(self, value: float) -> float:
         """A complexity coefficient, scaled by the budget controller's multiplier."""
         return value if self.budget is None else value * self.budget.multiplier
 
     def _refresh_weights(self, alive: list[torch.Tensor]) -> None:
+        assert self.cost is not None
         weights = self.cost.weights(alive)
         self._weights = [w.to(self.device, self.dtype) for w in weights]
 

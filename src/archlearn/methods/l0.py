@@ -155,14 +155,14 @@ class L0(Method[L0Options]):
     def soft_alive(self, i: int) -> torch.Tensor:
         # the eval gate is non-zero above this log_alpha; look one travel time ahead (from the
         # initial log_alpha to it at the optimizer's full pace), see archlearn/budget.py
-        ahead = self.budget.ahead(i, self.log_alpha[i], self.horizon)
+        ahead = self.controller().ahead(i, self.log_alpha[i], self.horizon)
         return (ahead > self.threshold).to(self.dtype)
 
     def update(self) -> None:
         before = [a.detach().clone() for a in self.log_alpha] if self.budget else []
         super().update()
         for i, a in enumerate(before):
-            self.budget.observe(i, a, self.log_alpha[i])
+            self.controller().observe(i, a, self.log_alpha[i])
 
     def extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

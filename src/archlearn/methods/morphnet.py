@@ -49,7 +49,7 @@ Design decisions (ours):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -88,13 +88,13 @@ class MorphNet(Method):
     def __init__(self, model, groups, options: MorphNetOptions) -> None:
         super().__init__(model, groups, options)
         modules = dict(model.named_modules())
-        self.sources: list[tuple[str, list[nn.Module]] | None] = []
+        self.sources: list[tuple[str, list[Any]] | None] = []
         for g in groups:
             norms = [m for name in g.members if isinstance(m := modules.get(name),
                                                            nn.modules.batchnorm._BatchNorm)
                      and m.affine and m.num_features == g.size]
             rows = [m for name in g.producers if (m := modules.get(name)) is not None
-                    and handler_for(m) is not None and handler_for(m).out_channels(m) == g.size]
+                    and (h := handler_for(m)) is not None and h.out_channels(m) == g.size]
             if norms and options.source != "group_lasso":
                 self.sources.append(("gamma", norms))
             elif rows and options.source != "gamma" and g.kind == "channels":
@@ -107,16 +107,23 @@ class MorphNet(Method):
                 f"gated layers, or their producing weights) in groups {[g.name for g in groups]}")
         self._last: dict[int, torch.Tensor] = {}
         with torch.no_grad():
-            self.reference = [None if s is None else max(float(self._raw(i).mean()), 1e-12)
-                              for i, s in enumerate(self.sources)]
+            self.reference: list[float] = [
+                1.0 if s is None else max(float(self._raw(i).mean()), 1e-12)
+                for i, s in enumerate(self.sources)]
+
+    def _source(self, i: int) -> tuple[str, list[Any]]:
+        source = self.sources[i]
+        assert source is not None
+        return source
 
     def _raw(self, i: int) -> torch.Tensor:
-        kind, modules = self.sources[i]
+        kind, modules = self._source(i)
         if kind == "gamma":
             return torch.stack([m.weight.abs() for m in modules]).mean(0).to(self.dtype)
         squares = []
         for m in modules:
             h = handler_for(m)
+            assert h is not None
             w = m.weight.transpose(0, h.weight_out_dim).reshape(h.out_channels(m), -1)
             squares.append(w.pow(2).mean(1))
         return torch.stack(squares).mean(0).add(1e-12).sqrt().to(self.dtype)
@@ -174,17 +181,18 @@ class MorphNet(Method):
                 self._rescale(i, torch.where(s > 0, shrunk / s.clamp_min(1e-12), 0.0))
                 if self.budget is not None:
                     if i in self._last:
-                        self.budget.observe(i, self._last[i], shrunk)
+                        self.controller().observe(i, self._last[i], shrunk)
                     self._last[i] = shrunk.clone()
 
     def _rescale(self, i: int, factor: torch.Tensor) -> None:
         """Multiply unit ``u``'s gamma (or producing weight rows) by ``factor[u]``."""
-        kind, modules = self.sources[i]
+        kind, modules = self._source(i)
         for m in modules:
             if kind == "gamma":
                 m.weight.mul_(factor.to(m.weight))
             else:
                 h = handler_for(m)
+                assert h is not None
                 shape = [1] * m.weight.dim()
                 shape[h.weight_out_dim] = -1
                 m.weight.mul_(factor.to(m.weight).view(shape))
@@ -195,5 +203,5 @@ class MorphNet(Method):
         if s is None:
             return self.full(self.groups[i].size, 1.0)
         left = max(self.options.freeze * self.options.total_steps - self.t, 0.0)
-        ahead = self.budget.ahead(i, s, left)
+        ahead = self.controller().ahead(i, s, left)
         return (ahead > self.options.threshold * ahead.max()).to(self.dtype)

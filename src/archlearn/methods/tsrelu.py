@@ -152,13 +152,13 @@ class TSReLU(Method[TSReLUOptions]):
             for p in self.parameters():
                 p.clamp_(0.0, 1.0)
         for i, w in before.items():
-            self.budget.observe(i, w, self.w[i])
+            self.controller().observe(i, w, self.w[i])
 
     def soft_alive(self, i: int) -> torch.Tensor:
         w = self.w.get(i)
         if w is None:
             return self.full(self.groups[i].size, 1.0)
-        return (self.budget.ahead(i, w, self.horizon) >= 0.5).to(w.dtype)
+        return (self.controller().ahead(i, w, self.horizon) >= 0.5).to(w.dtype)
 
     def unit_score(self, i: int) -> torch.Tensor:
         w = self.w.get(i)
