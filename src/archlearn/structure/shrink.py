@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from archlearn.structure.attention import fold_mha, prune_heads
@@ -38,8 +39,14 @@ class Decision:
 
 
 def plan(groups: Sequence[UnitGroup], decisions: Sequence[Decision]) -> list[dict]:
-    """The identity and prune steps implied by the decisions (merges are added when applied)."""
+    """The identity and prune steps implied by the decisions (merges are added when applied).
+
+    Ordered so that one dependency graph serves every Torch-Pruning step: activations made the
+    identity first (they change the graph), then channel and block removals (the graph follows
+    them), then attention heads (sliced directly, without the graph).
+    """
     steps: list[dict] = []
+    heads: list[dict] = []
     for group, dec in zip(groups, decisions):
         if dec.linear and group.depth is not None:
             steps.append({"op": "identity", "module": group.depth.act})
@@ -50,12 +57,12 @@ def plan(groups: Sequence[UnitGroup], decisions: Sequence[Decision]) -> list[dic
         if not off:
             continue
         if group.heads is not None:
-            steps.append(group.heads.step(off))
+            heads.append(group.heads.step(off))
         elif group.blocks is not None:
             steps.append(group.blocks.step(off))
         else:
             steps.append({"op": "prune", "root": group.name, "units": off})
-    return steps
+    return steps + heads
 
 
 def fold_scales(model: nn.Module, groups: Sequence[UnitGroup], decisions: Sequence[Decision]):
@@ -125,8 +132,9 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
             prune_heads(model, step)
             dg = None
         elif op == "prune_blocks":
-            prune_blocks(model, step, inputs)
-            dg = None
+            if dg is None:
+                dg = dependency_graph(model, inputs)
+            prune_blocks(model, step, dg)
         elif op == "merge":
             a = model.get_submodule(step["producer"])
             bn = model.get_submodule(step["norm"]) if step.get("norm") else None
@@ -141,7 +149,7 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
     return model
 
 
-def prune_blocks(model: nn.Module, step: dict, inputs: tuple[torch.Tensor, ...]) -> None:
+def prune_blocks(model: nn.Module, step: dict, dg: tp.DependencyGraph) -> None:
     """Remove whole channel blocks of a grouped convolution, with what produces and reads them.
 
     Torch-Pruning slices every other member of the two groups (the layer producing the blocks'
@@ -154,7 +162,6 @@ def prune_blocks(model: nn.Module, step: dict, inputs: tuple[torch.Tensor, ...])
     out_idx = [b * out_per + j for b in blocks for j in range(out_per)]
     in_idx = [b * in_per + j for b in blocks for j in range(in_per)]
     producer = model.get_submodule(step["input_root"])
-    dg = dependency_graph(model, inputs)
     with torch.enable_grad():
         sides = [dg.get_pruning_group(conv, dg.get_pruner_of_module(conv).prune_out_channels,
                                       out_idx),
