@@ -14,6 +14,9 @@ project = project["project"]
 extras = ("experiments", "lightning", "hf", "onnx")
 requirements = project["dependencies"] + [r for e in extras
                                           for r in project["optional-dependencies"][e]]
+# torch stays at the CPU wheel installed first (2.13.0): its declared bound (2.3) exists on PyPI
+# only as a multi-GB CUDA build, which these machines must not download
+requirements = [r for r in requirements if not r.startswith("torch>")]
 for requirement in requirements:
     match = re.fullmatch(r"([\w.\-]+)(\[[^\]]*\])?\s*(?:>=|~=)\s*([0-9][^,;\s]*)",
                          requirement)
