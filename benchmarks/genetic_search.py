@@ -39,7 +39,7 @@ from archlearn import data
 from archlearn.io import write_json
 from archlearn.provenance import provenance
 from archlearn.search.genetic import Genome, ffn_fitness, search
-from archlearn.search.training import train_ffn
+from archlearn.search.training import Fit, train_ffn
 from benchmarks.parallel import completed, cpu_seconds
 from benchmarks.plotting import figure, save
 
@@ -145,9 +145,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             # Retrain the winner on all training data (fresh seeds) and score it on test: its
             # validation fitness is the max of noisy runs, so it is optimistic by construction.
             test_acc = mean([train_ffn(graph, full_train, splits.test, splits.num_classes,
-                                       epochs=epochs, batch_size=args.batch_size, lr=lr,
-                                       anneal=args.anneal,
-                                       seed=10_000 + 100 * seed + r)
+                                       Fit(epochs, args.batch_size, lr, anneal=args.anneal,
+                                           seed=10_000 + 100 * seed + r))
                              for r in range(args.test_repeats)])
             runs.append({
                 "seed": seed, "best_fitness": best["fitness"], "best_test_accuracy": test_acc,

@@ -109,8 +109,10 @@ def test_annealed_ffn_training_learns_and_differs_from_constant() -> None:
     y = (x[:, 0] + x[:, 1] > 0).long()
     data = TensorDataset(x, y)
     graph = nx.DiGraph([(i, j) for i in range(4) for j in range(4, 8)])
-    annealed = training.train_ffn(graph, data, data, 2, epochs=20, lr=3e-2, anneal=True)
-    constant = training.train_ffn(graph, data, data, 2, epochs=20, lr=3e-2)
+    annealed = training.train_ffn(graph, data, data, 2,
+                                  training.Fit(epochs=20, batch_size=64, lr=3e-2, anneal=True))
+    constant = training.train_ffn(graph, data, data, 2,
+                                  training.Fit(epochs=20, batch_size=64, lr=3e-2))
     assert annealed > 0.9 and annealed != constant
 
 

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from archlearn.graphs import FEATURE_NAMES, features
 from archlearn.io import write_json
 from archlearn.search.predictor import Predictor
-from archlearn.search.training import random_prior_graph, train_ffn
+from archlearn.search.training import Fit, random_prior_graph, train_ffn
 
 __all__ = [
     "Genome",
@@ -382,7 +382,7 @@ def ffn_fitness(
     """
 
     def fitness(graph: nx.DiGraph, seed: int) -> float:
-        return train_ffn(graph, train, valid, num_classes, epochs=epochs, batch_size=batch_size,
-                         lr=lr, seed=seed, anneal=anneal)
+        return train_ffn(graph, train, valid, num_classes,
+                         Fit(epochs, batch_size, lr, seed=seed, anneal=anneal))
 
     return fitness

@@ -38,7 +38,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from archlearn.graphs import FEATURE_NAMES, features
-from archlearn.search.training import random_prior_graph, train_ffn, train_reber
+from archlearn.search.training import Fit, random_prior_graph, train_ffn, train_reber
 
 __all__ = [
     "REGRESSORS",
@@ -220,14 +220,11 @@ def structure_dataset(
             accs = []
             for r in range(repeats):
                 run_seed = seed * 100003 + 1000 * r + i
+                fit = Fit(epochs, batch_size, lr, seed=run_seed, anneal=anneal)
                 if cell is None:
-                    accs.append(train_ffn(dag, train, test, num_classes, epochs=epochs,
-                                          batch_size=batch_size, lr=lr, seed=run_seed,
-                                          anneal=anneal))
+                    accs.append(train_ffn(dag, train, test, num_classes, fit))
                 else:
-                    accs.append(train_reber(dag, cell, train, test, epochs=epochs,
-                                            batch_size=batch_size, lr=lr, seed=run_seed,
-                                            anneal=anneal))
+                    accs.append(train_reber(dag, cell, train, test, fit))
             acc = sum(accs) / len(accs)
             rows.append({"params": params, "features": features(dag), "accuracy": acc,
                          "accuracies": accs, "seconds": time.perf_counter() - start})

@@ -15,6 +15,8 @@ Both the performance-prediction data (:mod:`archlearn.search.predictor`) and the
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import networkx as nx
 import torch
@@ -31,6 +33,7 @@ __all__ = [
     "random_prior_graph",
     "ReberSparseNet",
     "length_batches",
+    "Fit",
     "train_reber",
     "train_ffn",
     "reber_accuracy",
@@ -179,80 +182,73 @@ def one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int, anneal: b
                                                pct_start=0.1)
 
 
-def train_reber(
-    graph: nx.Graph,
-    cell: str,
-    train: TensorDataset,
-    test: TensorDataset,
-    *,
-    epochs: int = 3,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    seed: int = 0,
-    anneal: bool = False,
-) -> float:
-    """Train a :class:`ReberSparseNet` of ``graph`` with Adam; return its accuracy on ``test``.
+@dataclass(frozen=True)
+class Fit:
+    """How a structure is trained for its score: ``epochs`` of Adam at ``lr`` in batches of
+    ``batch_size``, initialisation and data order drawn from ``seed``, the learning rate on
+    :func:`one_cycle` when ``anneal`` (else constant)."""
 
-    ``anneal`` runs the learning rate on :func:`one_cycle` instead of keeping it constant.
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    anneal: bool = False
 
-    >>> from archlearn.graphs import reber_dataset
-    >>> tr, te = reber_dataset(n=64, seed=0)
-    >>> 0.0 <= train_reber(nx.path_graph(3), "rnn", tr, te, epochs=1) <= 1.0
-    True
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with seeded(seed):
-        model = ReberSparseNet(graph, cell)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    codes, lengths, labels = train.tensors
-    per_epoch = -(-len(lengths) // batch_size)
-    schedule = one_cycle(optimizer, lr, epochs * per_epoch, anneal)
+
+def _fit(model: nn.Module, batches: Callable[[], Iterable[tuple]], steps_per_epoch: int,
+         fit: Fit) -> None:
+    """Adam (and the optional one-cycle schedule) over ``fit.epochs`` passes of ``batches()``,
+    whose items are ``(*inputs, labels)``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=fit.lr)
+    schedule = one_cycle(optimizer, fit.lr, fit.epochs * steps_per_epoch, fit.anneal)
     model.train()
-    for _ in range(epochs):
-        for idx in length_batches(lengths, batch_size, generator):
-            loss = nn.functional.cross_entropy(model(codes[idx], lengths[idx]), labels[idx])
+    for _ in range(fit.epochs):
+        for *inputs, labels in batches():
+            loss = nn.functional.cross_entropy(model(*inputs), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+
+
+def train_reber(graph: nx.Graph, cell: str, train: TensorDataset, test: TensorDataset,
+                fit: Fit = Fit()) -> float:
+    """Train a :class:`ReberSparseNet` of ``graph`` (see :class:`Fit`); its accuracy on ``test``.
+
+    >>> from archlearn.graphs import reber_dataset
+    >>> tr, te = reber_dataset(n=64, seed=0)
+    >>> 0.0 <= train_reber(nx.path_graph(3), "rnn", tr, te, Fit(epochs=1)) <= 1.0
+    True
+    """
+    generator = torch.Generator().manual_seed(fit.seed)
+    with seeded(fit.seed):
+        model = ReberSparseNet(graph, cell)
+    codes, lengths, labels = train.tensors
+
+    def batches():
+        for idx in length_batches(lengths, fit.batch_size, generator):
+            yield codes[idx], lengths[idx], labels[idx]
+
+    _fit(model, batches, -(-len(lengths) // fit.batch_size), fit)
     return reber_accuracy(model, test)
 
 
-def train_ffn(
-    graph: nx.Graph,
-    train: TensorDataset,
-    test: TensorDataset,
-    num_classes: int,
-    *,
-    epochs: int = 2,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    seed: int = 0,
-    anneal: bool = False,
-) -> float:
-    """Train a :class:`~archlearn.graphs.SparseFFN` of ``graph`` with Adam; return test accuracy.
-
-    Inputs are flattened; ``in_features`` is read from the data. ``anneal`` as in
-    :func:`train_reber`.
+def train_ffn(graph: nx.Graph, train: TensorDataset, test: TensorDataset, num_classes: int,
+              fit: Fit = Fit(epochs=2, batch_size=64)) -> float:
+    """Train a :class:`~archlearn.graphs.SparseFFN` of ``graph`` (see :class:`Fit`) on flattened
+    inputs (``in_features`` read from the data); its accuracy on ``test``.
 
     >>> x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
     >>> 0.0 <= train_ffn(nx.path_graph(3), TensorDataset(x, y), TensorDataset(x, y), 3) <= 1.0
     True
     """
-    generator = torch.Generator().manual_seed(seed)
-    x = train.tensors[0]
-    with seeded(seed):
-        model = sparse_network(graph, x[0].numel(), num_classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = one_cycle(optimizer, lr, epochs * -(-len(train) // batch_size), anneal)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator):
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
+    generator = torch.Generator().manual_seed(fit.seed)
+    with seeded(fit.seed):
+        model = sparse_network(graph, train.tensors[0][0].numel(), num_classes)
+
+    def batches():
+        return DataLoader(train, batch_size=fit.batch_size, shuffle=True, generator=generator)
+
+    _fit(model, batches, -(-len(train) // fit.batch_size), fit)
     return accuracy(model, test)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlearn.structure.handlers import handler_for, is_hf_conv1d, out_pruner
+from archlearn.structure.handlers import Layer, handler_for, is_hf_conv1d, out_pruner
 
 SPLIT_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"),
                ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
@@ -74,7 +74,7 @@ def _first_attr(module: nn.Module, names) -> tuple[str, int] | None:
     return None
 
 
-def _children(module: nn.Module) -> dict[str, nn.Module]:
+def _children(module: nn.Module) -> dict[str, Layer]:
     return dict(module.named_children())
 
 
@@ -146,7 +146,7 @@ def _layout(name: str, m: nn.Module, style: str, reader: str | None) -> HeadLayo
         handlers = [handler_for(layer) for layer in layers]
         if any(h is None for h in handlers):
             return "attention projections that are not Linear layers"
-        widths = {h.out_channels(layer) for h, layer in zip(handlers, layers)}
+        widths = {h.out_channels(layer) for h, layer in zip(handlers, layers) if h is not None}
         if len(widths) != 1:
             return "query, key and value projections of different widths"
         inner = widths.pop()
@@ -201,9 +201,9 @@ def _output_readers(model: nn.Module, inputs, names: list[str], run) -> dict[str
 
 def prune_heads(model: nn.Module, step: dict) -> None:
     """Apply a ``prune_heads`` recipe step in place."""
-    from archlearn.structure.graph import set_module
+    from archlearn.structure.graph import layer, set_module
 
-    module = model.get_submodule(step["module"])
+    module = layer(model, step["module"])
     off = sorted(int(h) for h in step["heads"])
     hd = int(step["head_dim"])
     if step["style"] == "mha":
@@ -211,10 +211,10 @@ def prune_heads(model: nn.Module, step: dict) -> None:
         return
     channels = [h * hd + j for h in off for j in range(hd)]
     by_layer: dict[str, list[int]] = {}
-    for layer, offset in step["projections"]:
-        by_layer.setdefault(layer, []).extend(offset + c for c in channels)
-    for layer, idxs in by_layer.items():
-        target = model.get_submodule(layer)
+    for name, offset in step["projections"]:
+        by_layer.setdefault(name, []).extend(offset + c for c in channels)
+    for name, idxs in by_layer.items():
+        target = model.get_submodule(name)
         out_pruner(target).prune_out_channels(target, idxs)
     reader = model.get_submodule(step["output"])
     out_pruner(reader).prune_in_channels(reader, channels)
@@ -375,7 +375,7 @@ class PrunedMultiheadAttention(nn.MultiheadAttention):
                 new.v_proj_weight.copy_(parts[2])
             if new.in_proj_bias is not None:
                 new.in_proj_bias.copy_(torch.cat([b.index_select(0, rows.to(b.device))
-                                                  for b in (bq, bk, bv)]))
+                                                  for b in (bq, bk, bv) if b is not None]))
             new.out_proj.weight.copy_(mha.out_proj.weight.index_select(1, rows.to(wq.device)))
             if new.out_proj.bias is not None:
                 new.out_proj.bias.copy_(mha.out_proj.bias)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from archlearn.structure.attention import attention_forward
+from archlearn.structure.graph import layer
 from archlearn.structure.groups import GateSite, UnitGroup
 from archlearn.structure.handlers import handler_for
 
@@ -36,7 +38,7 @@ class GateHooks:
     ) -> None:
         self.model, self.groups = model, groups
         self.unit_scale, self.depth_scale = unit_scale, depth_scale
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._handles: list[_Handle] = []
         self._inplace: dict[str, bool] = {}
         self.install()
 
@@ -52,7 +54,7 @@ class GateHooks:
                     self._handles.append(
                         module.register_forward_pre_hook(self._gate(i, site, module)))
             if group.depth is not None:
-                act = self.model.get_submodule(group.depth.act)
+                act = layer(self.model, group.depth.act)
                 # the hook needs the activation's input intact
                 self._inplace[group.depth.act] = getattr(act, "inplace", False)
                 act.inplace = False
@@ -63,7 +65,7 @@ class GateHooks:
             h.remove()
         self._handles.clear()
         for name, inplace in self._inplace.items():
-            self.model.get_submodule(name).inplace = inplace
+            layer(self.model, name).inplace = inplace
         self._inplace.clear()
 
     @contextmanager
@@ -127,6 +129,10 @@ class GateHooks:
             return out + d.to(out.dtype) * (args[0] - out)
 
         return hook
+
+
+class _Handle(Protocol):
+    def remove(self) -> None: ...
 
 
 class _HeadGatedForward:

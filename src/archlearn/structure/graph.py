@@ -19,7 +19,7 @@ import torch_pruning as tp
 from torch import nn
 
 from archlearn.errors import ArchlearnError
-from archlearn.structure.handlers import customized_pruners
+from archlearn.structure.handlers import Layer, customized_pruners
 
 
 def as_tuple(example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -178,6 +178,11 @@ def trace_calls(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> CallTrace
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
     """The submodule at a dotted path."""
+    return model.get_submodule(name)
+
+
+def layer(model: nn.Module, name: str) -> Layer:
+    """The submodule at a dotted path, typed for reading its attributes (``handlers.Layer``)."""
     return model.get_submodule(name)
 
 

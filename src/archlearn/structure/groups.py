@@ -23,6 +23,7 @@ shrinks a copy with a random pattern to catch anything these rules missed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -31,7 +32,7 @@ from torch_pruning.ops import OPTYPE
 
 from archlearn.structure.attention import HeadLayout, find_heads
 from archlearn.structure.graph import CallTrace, dependency_graph, run_model, trace_calls
-from archlearn.structure.handlers import handler_for, is_depthwise, is_grouped, out_pruner
+from archlearn.structure.handlers import Layer, handler_for, is_depthwise, is_grouped, out_pruner
 from archlearn.structure.ops import LAYOUT, op_caveat, op_name, op_problem
 
 _RELU_GRAD_FNS = ("ReluBackward0", "ReluBackward1")
@@ -154,7 +155,7 @@ def find_groups(
             continue
         unit = UnitGroup(
             name=name,
-            size=dg.get_out_channels(root),
+            size=int(dg.get_out_channels(root) or 0),
             kind="channels",
             sites=_gate_sites(dg, group),
             members=sorted({_name(dg, d.target.module) for d, _ in group}),
@@ -168,10 +169,10 @@ def find_groups(
     return groups, skipped
 
 
-def _tp_groups(dg: tp.DependencyGraph, skipped: list[Skipped]) -> dict[nn.Module, object]:
+def _tp_groups(dg: tp.DependencyGraph, skipped: list[Skipped]) -> dict[nn.Module, Any]:
     """Torch-Pruning's group of every layer's output channels (as ``get_all_groups`` does, but a
     group Torch-Pruning cannot follow is skipped with the reason instead of ending the loop)."""
-    out: dict[nn.Module, object] = {}
+    out: dict[nn.Module, Any] = {}
     visited: set[nn.Module] = set()
     # roots in the model's own order: a group is named after its first layer (an expansion
     # convolution, not the squeeze-excitation layer that multiplies the same channels)
@@ -180,7 +181,7 @@ def _tp_groups(dg: tp.DependencyGraph, skipped: list[Skipped]) -> dict[nn.Module
             continue
         if handler_for(m) is None and not is_grouped(m):
             continue
-        pruner = dg.get_pruner_of_module(m)
+        pruner: Any = dg.get_pruner_of_module(m)
         try:
             group = dg.get_pruning_group(m, pruner.prune_out_channels,
                                          list(range(pruner.get_out_channels(m))))
@@ -213,7 +214,7 @@ def _head_groups(model, inputs, dg, ignored) -> tuple[list[UnitGroup], list[Skip
             sites = [GateSite(lay.module, list(range(lay.heads)), list(range(lay.heads)))]
         else:
             inner = lay.heads * lay.head_dim
-            sites = [GateSite(lay.output, list(range(inner)),
+            sites = [GateSite(str(lay.output), list(range(inner)),
                               [c // lay.head_dim for c in range(inner)])]
         producers = sorted({p for p, _ in lay.projections}) or [lay.module]
         groups.append(UnitGroup(lay.module, lay.heads, "heads", sites,
@@ -349,7 +350,7 @@ def _gate_sites(dg: tp.DependencyGraph, group, per_unit: int = 1) -> list[GateSi
     return sites
 
 
-def _block_group(dg, conv: nn.Module, out_group, in_group, ignored, claimed):
+def _block_group(dg, conv: Layer, out_group, in_group, ignored, claimed):
     """Units = the channel blocks of a grouped convolution (its input and output channels ``b``).
 
     The output side is ``conv``'s own group; the input side, the group of the layer producing

@@ -22,13 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+# A layer read through its dynamic attributes (``weight``, ``out_channels``, ``groups``...):
+# ``nn.Module.__getattr__`` types them ``Tensor | Module``, so layers are typed ``Any`` here.
+Layer = Any
 
-def is_hf_conv1d(module: nn.Module) -> bool:
+
+def is_hf_conv1d(module: Layer) -> bool:
     """transformers' ``Conv1D`` (GPT-2): a Linear whose weight is stored transposed, ``(in, out)``.
 
     Recognised by name and shape so the core package needs no transformers import.
@@ -41,7 +46,7 @@ def is_hf_conv1d(module: nn.Module) -> bool:
     )
 
 
-def is_depthwise(module: nn.Module) -> bool:
+def is_depthwise(module: Layer) -> bool:
     """A convolution whose every output channel reads exactly its own input channel."""
     return (
         isinstance(module, nn.modules.conv._ConvNd)
@@ -51,7 +56,7 @@ def is_depthwise(module: nn.Module) -> bool:
     )
 
 
-def is_grouped(module: nn.Module) -> bool:
+def is_grouped(module: Layer) -> bool:
     """A (non-transposed) convolution reading its input in ``groups`` equal blocks."""
     return (
         isinstance(module, nn.modules.conv._ConvNd)
@@ -75,13 +80,13 @@ class LayerHandler:
     weight_in_dim: int
     weight_out_dim: int
 
-    def in_channels(self, module: nn.Module) -> int:
+    def in_channels(self, module: Layer) -> int:
         return int(module.weight.shape[self.weight_in_dim])
 
-    def out_channels(self, module: nn.Module) -> int:
+    def out_channels(self, module: Layer) -> int:
         return int(module.weight.shape[self.weight_out_dim])
 
-    def fold_input(self, module: nn.Module, channels: Sequence[int], scale: torch.Tensor) -> None:
+    def fold_input(self, module: Layer, channels: Sequence[int], scale: torch.Tensor) -> None:
         """Multiply the weights reading input ``channels[j]`` by ``scale[j]`` (in place)."""
         w = module.weight
         shape = [1] * w.dim()
@@ -93,17 +98,6 @@ class LayerHandler:
                 w.index_select(self.weight_in_dim, index) * scale.to(w).view(shape),
             )
 
-    def positions(self, output: torch.Tensor) -> int:
-        """Output positions per example (tokens, pixels) of one call: a MAC count factor."""
-        if self.channel_dim == 1:
-            return int(output[0, 0].numel()) if output.dim() > 2 else 1
-        return int(output[0].numel() // output.shape[-1]) if output.dim() > 2 else 1
-
-    def macs_per_position(self, module: nn.Module) -> int:
-        """Multiply-accumulates of one output position (all output channels)."""
-        w = module.weight
-        return int(w.numel())
-
 
 LINEAR = LayerHandler("linear", channel_dim=-1, weight_in_dim=1, weight_out_dim=0)
 CONV = LayerHandler("conv", channel_dim=1, weight_in_dim=1, weight_out_dim=0)
@@ -111,7 +105,7 @@ CONV_TRANSPOSE = LayerHandler("conv_transpose", channel_dim=1, weight_in_dim=0, 
 HF_CONV1D = LayerHandler("hf_conv1d", channel_dim=-1, weight_in_dim=0, weight_out_dim=1)
 
 
-def handler_for(module: nn.Module) -> LayerHandler | None:
+def handler_for(module: Layer) -> LayerHandler | None:
     """The handler of a layer that can be a gate site, or ``None``.
 
     >>> handler_for(nn.ConvTranspose2d(4, 6, 3)).weight_in_dim
@@ -139,7 +133,7 @@ class HFConv1DPruner(tp.pruner.function.BasePruningFunc):
 
     TARGET_MODULES = None
 
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+    def prune_out_channels(self, layer: Layer, idxs: Sequence[int]) -> nn.Module:
         keep = _keep(layer.weight.shape[1], idxs)
         layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 1)
         if layer.bias is not None:
@@ -147,17 +141,17 @@ class HFConv1DPruner(tp.pruner.function.BasePruningFunc):
         layer.nf = len(keep)
         return layer
 
-    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+    def prune_in_channels(self, layer: Layer, idxs: Sequence[int]) -> nn.Module:
         keep = _keep(layer.weight.shape[0], idxs)
         layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 0)
         if hasattr(layer, "nx"):
             layer.nx = len(keep)
         return layer
 
-    def get_out_channels(self, layer: nn.Module) -> int:
+    def get_out_channels(self, layer: Layer) -> int:
         return int(layer.weight.shape[1])
 
-    def get_in_channels(self, layer: nn.Module) -> int:
+    def get_in_channels(self, layer: Layer) -> int:
         return int(layer.weight.shape[0])
 
 
@@ -175,7 +169,7 @@ def customized_pruners(model: nn.Module) -> dict[type, tp.pruner.function.BasePr
     return pruners
 
 
-def out_pruner(module: nn.Module) -> tp.pruner.function.BasePruningFunc | None:
+def out_pruner(module: Layer) -> Any:
     """The slicing function of a producer layer's output channels."""
     if is_hf_conv1d(module):
         return HFConv1DPruner()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from archlearn.structure.handlers import Layer
 
-def fold_batchnorm(layer: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm):
+
+def fold_batchnorm(layer: Layer, bn: Layer):
     """Weights and bias of ``bn(layer(x))`` in eval mode, as one layer's (weight, bias)."""
     std = torch.sqrt(bn.running_var + bn.eps)
     gamma = bn.weight if bn.affine else torch.ones_like(std)
@@ -23,7 +25,7 @@ def fold_batchnorm(layer: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._Batch
     return weight, (bias - bn.running_mean) * factor + beta
 
 
-def merged_cost(a: nn.Module, b: nn.Module) -> tuple[int, int]:
+def merged_cost(a: Layer, b: Layer) -> tuple[int, int]:
     """MACs per output position of (A then B, merged layer): merge only when the second is lower."""
     if isinstance(a, nn.Linear):
         h = a.out_features
@@ -33,7 +35,7 @@ def merged_cost(a: nn.Module, b: nn.Module) -> tuple[int, int]:
     return a.in_channels * k * h + h * b.out_channels, a.in_channels * k * b.out_channels
 
 
-def merge(a: nn.Module, bn: nn.Module | None, b: nn.Module) -> nn.Module:
+def merge(a: Layer, bn: Layer | None, b: Layer) -> nn.Module:
     """One layer computing ``b(bn(a(x)))`` with the activation in between removed.
 
     >>> a, b = nn.Linear(4, 3), nn.Linear(3, 2)
@@ -49,17 +51,16 @@ def merge(a: nn.Module, bn: nn.Module | None, b: nn.Module) -> nn.Module:
             b_a = a.bias if a.bias is not None else torch.zeros(w_a.shape[0])
         w_b = b.weight.reshape(b.weight.shape[0], -1)  # a 1x1 conv is a matrix
         bias = w_b @ b_a + (b.bias if b.bias is not None else 0)
+        new: Layer = empty_merged(a, b)  # built with a bias
         if isinstance(a, nn.Linear):
-            new = nn.Linear(a.in_features, b.out_features)
             new.weight.copy_(w_b @ w_a)
         else:
-            new = empty_merged(a, b)
             new.weight.copy_(torch.einsum("oh,hikl->oikl", w_b, w_a))
         new.bias.copy_(bias)
     return new.to(a.weight.dtype)
 
 
-def empty_merged(a: nn.Module, b: nn.Module) -> nn.Module:
+def empty_merged(a: Layer, b: Layer) -> nn.Linear | nn.Conv2d:
     """A layer of the merged shape (weights to be loaded), used when replaying a recipe."""
     if isinstance(a, nn.Linear):
         return nn.Linear(a.in_features, b.out_features)

@@ -126,7 +126,7 @@ def _reads_untraced_tensor(grad_fn) -> bool:
     Python scalars are not operands (``x * 0.5`` records one input), and a product with a
     one-element constant tensor (saved by autograd, so its size is known) is a scalar too.
     """
-    nexts = getattr(grad_fn, "next_functions", ())
+    nexts: tuple = getattr(grad_fn, "next_functions", ())
     if not any(fn is None for fn, _ in nexts):
         return False
     saved = [getattr(grad_fn, a, None) for a in ("_saved_self", "_saved_other")]

@@ -12,13 +12,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from archlearn.errors import ArchlearnError
 from archlearn.structure.attention import fold_mha, prune_heads
-from archlearn.structure.graph import dependency_graph, set_module
+from archlearn.structure.graph import dependency_graph, layer, set_module
 from archlearn.structure.groups import UnitGroup
 from archlearn.structure.handlers import handler_for
 from archlearn.structure.merge import merge, merged_cost
@@ -75,7 +77,10 @@ def fold_scales(model: nn.Module, groups: Sequence[UnitGroup], decisions: Sequen
                 if isinstance(module, nn.MultiheadAttention):
                     fold_mha(module, scale)
                 else:
-                    handler_for(module).fold_input(module, site.channels, scale)
+                    handler = handler_for(module)
+                    if handler is None:  # find_groups only makes sites of handled layers
+                        raise ArchlearnError(f"no layer handler for gate site {site.module}")
+                    handler.fold_input(module, site.channels, scale)
 
 
 def shrink(
@@ -125,7 +130,7 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
             if dg is None:
                 dg = dependency_graph(model, inputs)
             root = model.get_submodule(step["root"])
-            pruner = dg.get_pruner_of_module(root)
+            pruner: Any = dg.get_pruner_of_module(root)
             with torch.enable_grad():
                 dg.get_pruning_group(root, pruner.prune_out_channels, list(step["units"])).prune()
         elif op == "prune_heads":
@@ -156,17 +161,16 @@ def prune_blocks(model: nn.Module, step: dict, dg: tp.DependencyGraph) -> None:
     inputs, BatchNorms, readers); the grouped convolution itself is sliced here, because its
     ``groups`` must drop with the blocks (Torch-Pruning's convolution handler keeps it).
     """
-    conv = model.get_submodule(step["conv"])
+    conv = layer(model, step["conv"])
     blocks = sorted(int(b) for b in step["blocks"])
     out_per, in_per = int(step["out_per_block"]), int(step["in_per_block"])
     out_idx = [b * out_per + j for b in blocks for j in range(out_per)]
     in_idx = [b * in_per + j for b in blocks for j in range(in_per)]
     producer = model.get_submodule(step["input_root"])
     with torch.enable_grad():
-        sides = [dg.get_pruning_group(conv, dg.get_pruner_of_module(conv).prune_out_channels,
-                                      out_idx),
-                 dg.get_pruning_group(producer, dg.get_pruner_of_module(producer)
-                                      .prune_out_channels, in_idx)]
+        pruner: Any = dg.get_pruner_of_module
+        sides = [dg.get_pruning_group(conv, pruner(conv).prune_out_channels, out_idx),
+                 dg.get_pruning_group(producer, pruner(producer).prune_out_channels, in_idx)]
         for group in sides:
             for dep, idxs in group:
                 if dep.target.module is not conv:
