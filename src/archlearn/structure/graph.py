@@ -101,26 +101,27 @@ def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.D
     ``handlers.py``) are registered as customised layers. A failing trace is one
     :class:`ArchlearnError`, never a traceback from inside Torch-Pruning.
     """
-    with preserved_mode(model), torch.no_grad():
-        # fail early, with our message, if the inputs do not fit; in eval mode, so BatchNorm's
-        # running statistics stay untouched and a batch of one example works
-        model.eval()
-        out = run_model(model, inputs)
     with preserved_mode(model), torch.enable_grad():
         try:
             return tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, verbose=False, output_transform=_traced_outputs,
                 customized_pruners=customized_pruners(model),
             )
-        except Exception as exc:
-            hint = ""
-            if _returns_cache(out):
-                hint = (": the model returns a key/value cache; build or call it without one "
-                        "(e.g. config.use_cache=False) to learn its structure")
-            raise ArchlearnError(
-                f"the model's channels cannot be traced by Torch-Pruning "
-                f"({type(exc).__name__}: {exc}){hint}; nothing was changed"
-            ) from exc
+        except Exception as exc:  # explained below, without Torch-Pruning's traceback
+            error = exc
+    with preserved_mode(model), torch.no_grad():
+        # inputs that do not fit get their own message; in eval mode, so BatchNorm's running
+        # statistics stay untouched and a batch of one example works
+        model.eval()
+        out = run_model(model, inputs)
+    hint = ""
+    if _returns_cache(out):
+        hint = (": the model returns a key/value cache; build or call it without one "
+                "(e.g. config.use_cache=False) to learn its structure")
+    raise ArchlearnError(
+        f"the model's channels cannot be traced by Torch-Pruning "
+        f"({type(error).__name__}: {error}){hint}; nothing was changed"
+    ) from error
 
 
 def _returns_cache(out: Any) -> bool:
