@@ -65,7 +65,7 @@ def bayesopt_section(b: dict | None) -> str:
         "sampler); mean (min-max). AL1 learns widths and depth (a linear fc layer is merged, "
         "which no width search can do), AL2 widths only, Optuna's own search space. *Speed-up* "
         "= Optuna's time to its best validation cost / AL's time to reach that cost (seeds where "
-        "AL reached it; wall-clock: measured as the provenance says).\n\n")
+        f"AL reached it; clock: {p.get('clock', 'wall seconds')}).\n\n")
 
     def mm(s: dict, fmt: str = ".3f") -> str:
         return f"{s['mean']:{fmt}} ({s['min']:{fmt}}-{s['max']:{fmt}})"
