@@ -17,6 +17,8 @@ STEPS = [
     ["-m", "benchmarks.structure_prediction"],
     ["-m", "benchmarks.genetic_search"],
     ["-m", "benchmarks.zoo"],
+    ["-m", "benchmarks.minilm"],
+    ["-m", "benchmarks.minilm", "--latency-only"],
     ["-m", "benchmarks.report"],
 ]
 
