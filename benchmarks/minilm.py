@@ -1,14 +1,17 @@
 """all-MiniLM-L6-v2 shrunk by archlearn against layer truncation and Torch-Pruning, 3 seeds.
 
-    python -m benchmarks.minilm                 # the job for seeds 0, 1, 2 -> minilm.json
-    python -m benchmarks.minilm --latency-only  # re-time the architectures -> minilm_latency.json
+    python -m benchmarks.minilm fidelity   # the job for seeds 0, 1, 2 -> minilm.json
+    python -m benchmarks.minilm latency    # re-time the architectures -> minilm_latency.json
 
 The first runs ``archlearn run minilm-distill`` (``archlearn.jobs.minilm_distill``) with its
 defaults for each seed: archlearn's shrunk MiniLM, the first 3 and first 4 layers, Torch-Pruning
 at archlearn's MACs and the original, each distilled with the same batches, steps and loss, and
 scored once on the test sentences. It records per seed and as means: MACs, parameters, mean
 cosine and top-10 neighbour agreement with the teacher, and per seed whether archlearn's figure
-beats each baseline's. Models and per-seed files go under ``--work`` (not committed).
+beats each baseline's. The seeds run one after the other and the JSON is rewritten after each
+(a cut-short run keeps its finished seeds, and says how many). Models and per-seed files go
+under ``--work`` (not committed). The job's own latency figures are taken on whatever machine
+runs it (few rounds here); RESULTS.md publishes only the second command's.
 
 The second needs only that JSON: it rebuilds every architecture of every seed (the original
 weights, the recorded heads and FFN widths per layer, or the first k layers; latency depends on
@@ -58,14 +61,23 @@ def run_job(args) -> None:
     budget = dict([args.budget.split("=")]) if args.budget else None
     budget = {k: float(v) for k, v in budget.items()} if budget else None
     command = "python -m benchmarks.minilm " + " ".join(sys.argv[1:])
-    results = minilm_distill.run(Path(args.work), seeds=args.seeds, steps=args.steps,
-                                 budget=budget, progress=not args.quiet, command=command,
-                                 latency_rounds=args.rounds)
-    results.pop("models")
-    results["comparison"] = compare(results)
-    write_json(args.out, results)
-    print(minilm_distill.table(results))
-    print(f"wrote {args.out}")
+    runs, seconds = [], 0.0
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        results = minilm_distill.run(Path(args.work), seeds=1, first_seed=seed,
+                                     steps=args.steps, budget=budget, progress=not args.quiet,
+                                     command=command, latency_rounds=args.rounds)
+        results.pop("models")
+        runs += results["runs"]
+        seconds += results["seconds"]
+        # one JSON for the seeds done so far, rewritten after each seed
+        results["runs"], results["seconds"] = runs, seconds
+        results["provenance"]["seeds"] = len(runs)
+        results["provenance"]["seeds_planned"] = args.seeds
+        results["mean"] = minilm_distill.mean_over_seeds(runs)
+        results["comparison"] = compare(results)
+        write_json(args.out, results)
+        print(minilm_distill.table(results), flush=True)
+        print(f"wrote {args.out} ({len(runs)} of {args.seeds} seeds)", flush=True)
 
 
 def rebuild(row: dict, original, example):
@@ -111,20 +123,24 @@ def run_latency(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", nargs="?", choices=("fidelity", "latency"), default="fidelity")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="default: the job's")
     parser.add_argument("--budget", default=None, help="e.g. macs=0.45 (default: the job's)")
-    parser.add_argument("--rounds", type=int, default=10, help="latency rounds")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="latency rounds (default: 3 in the fidelity step, 10 in latency)")
     parser.add_argument("--threads", type=int, default=2, help="latency threads")
     parser.add_argument("--work", default="runs/minilm-bench")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--latency-out", default=str(LATENCY_OUT))
-    parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
-    if args.latency_only:
+    if args.step == "latency":
+        args.rounds = args.rounds or 10
         run_latency(args)
     else:
+        args.rounds = args.rounds or 3
         if args.steps is None:
             from archlearn.jobs.minilm_distill import DEFAULT_STEPS
 

@@ -21,10 +21,10 @@ def _widths(values: list[int]) -> str:
 def section() -> str:
     from benchmarks.report import source
 
-    out = ["\n## all-MiniLM-L6-v2 shrunk, its sentence embeddings kept\n"]
+    out = ["\n## all-MiniLM-L6-v2 shrunk, its sentence embeddings kept\n\n"]
     r = _load("minilm.json")
     if r is None:
-        return "".join(out) + "_Not run yet: `python -m benchmarks.minilm`._\n"
+        return "".join(out) + "_Not run yet: `python -m benchmarks.minilm fidelity`._\n"
     p = r["provenance"]
     data = p["data"]
     out.append(
@@ -71,7 +71,7 @@ def _latency() -> str:
     t = _load("minilm_latency.json")
     if t is None:
         return ("\nLatency: _not measured on a quiet machine yet: "
-                "`python -m benchmarks.minilm --latency-only`._\n")
+                "`python -m benchmarks.minilm latency`._\n")
     p = t["provenance"]
     out = [f"\nCPU latency, `{p['command']}` ({source(p, timings=True)}; {p['threads']} threads, "
            f"{p['rounds']} interleaved rounds, 3 times as many at batch 1; median [quartiles]; "

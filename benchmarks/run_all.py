@@ -17,8 +17,8 @@ STEPS = [
     ["-m", "benchmarks.structure_prediction"],
     ["-m", "benchmarks.genetic_search"],
     ["-m", "benchmarks.zoo"],
-    ["-m", "benchmarks.minilm"],
-    ["-m", "benchmarks.minilm", "--latency-only"],
+    ["-m", "benchmarks.minilm", "fidelity"],
+    ["-m", "benchmarks.minilm", "latency"],
     ["-m", "benchmarks.report"],
 ]
 

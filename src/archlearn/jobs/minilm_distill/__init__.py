@@ -69,6 +69,7 @@ def run(
     out: Path,
     *,
     seeds: int = 1,
+    first_seed: int = 0,
     dataset: str = "stdlib-docs",
     path: str | None = None,
     progress: bool = True,
@@ -85,7 +86,8 @@ def run(
     teacher: Any = None,
     tokenizer=None,
 ) -> dict[str, Any]:
-    """Run the job for ``seeds`` seeds; write ``results.json`` and the models under ``out``.
+    """Run the job for seeds ``first_seed`` .. ``first_seed + seeds - 1``; write
+    ``results.json`` and the models under ``out``.
 
     ``teacher``/``tokenizer`` replace all-MiniLM-L6-v2 and its tokenizer (the tests use a
     tiny random BERT); the teacher must be a transformers ``BertModel``.
@@ -116,7 +118,7 @@ def run(
     example = torch.full((1, EXAMPLE_TOKENS), 1000 % teacher.config.vocab_size)
     teacher_test = evaluate.sentence_embeddings(teacher, rows["test"])
     runs, models = [], []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         record, trained = _one_seed(
             out / f"seed{seed}", seed, teacher, rows, example, teacher_test, method=method,
             options=options or {}, budget=budget, schedule=Schedule(steps=steps, lr=lr),
@@ -131,7 +133,7 @@ def run(
                                  sentence_tokens_mean=statistics.fmean(
                                      len(r) for r in rows["train"])),
         "runs": runs,
-        "mean": _mean(runs),
+        "mean": mean_over_seeds(runs),
         "seconds": time.perf_counter() - start,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +229,8 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=float))
 
 
-def _mean(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per model: params, MACs, fidelity and latency (median, speed-up), averaged over runs."""
     keys = ("params", "macs", "cosine", "topk_agreement")
     out = {}
     for name in runs[0]["rows"]:
