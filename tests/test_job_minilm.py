@@ -45,7 +45,7 @@ def job_run(tmp_path_factory):
     with seeded(0):
         teacher = T.BertModel(config)
     results = minilm_distill.run(out / "run", dataset="text-file", path=str(text),
-                                 teacher=teacher, tokenizer=tokenizer, steps=24,
+                                 teacher=teacher, tokenizer=tokenizer, steps=12,
                                  budget={"macs": 0.6}, truncate=(1,), latency_rounds=1,
                                  progress=False, command="test")
     return out / "run", results, config

@@ -98,7 +98,7 @@ def macs_counter(model: Any, example: torch.Tensor) -> Callable[[Selection], flo
 
 def torch_pruning_selection(model: Any, example: torch.Tensor, target_macs: float,
                             macs_of: Callable[[Selection], float],
-                            iterations: int = 12) -> tuple[Selection, float]:
+                            iterations: int = 8) -> tuple[Selection, float]:
     """Torch-Pruning's heads and FFN neurons whose MACs are closest to ``target_macs``.
 
     ``macs_of(selection)`` counts a selection's MACs. Returns the selection and its ratio.
