@@ -37,10 +37,11 @@ from torch.utils.data import TensorDataset
 
 import archlearn as al
 from archlearn import data, models
-from archlearn.experiments.common import provenance, write_json
 from archlearn.graphs import cell_net, complete_dag
+from archlearn.io import write_json
+from archlearn.metrics import accuracy
+from archlearn.provenance import provenance
 from benchmarks import sparse_common as common
-from benchmarks.genetic_search import split_valid
 
 RESULTS = Path(__file__).parent / "results"
 SCHEDULE = common.Schedule("adam", 1e-3)
@@ -72,7 +73,7 @@ def run_learned(make, splits, train_set: TensorDataset, test_set: TensorDataset,
     with torch.no_grad():
         gap = float((small(x) - model(x)).abs().max())
     kept, total = common.weight_count(small)
-    out = {"lam": lam, "accuracy": common.accuracy(small, test_set), "nonzero_weights": kept,
+    out = {"lam": lam, "accuracy": accuracy(small, test_set), "nonzero_weights": kept,
            "weight_sparsity": 1 - kept / total,
            "nonzero_params": al.measure(small, x[:2], repeats=1)["nonzero_params"],
            "params": sum(p.numel() for p in small.parameters()),
@@ -97,13 +98,14 @@ def run_dense(make, splits, train_set, test_set, seed: int, epochs: int,
 
     common.train(model, train_set, epochs, seed, SCHEDULE, at_epoch=snapshot)
     kept, total = common.weight_count(model)
-    return ({"accuracy": common.accuracy(model, test_set), "nonzero_weights": kept,
+    return ({"accuracy": accuracy(model, test_set), "nonzero_weights": kept,
              "params": sum(p.numel() for p in model.parameters())}, half["model"])
 
 
 def select_lam(make, splits, mode: str, lams: list[float], epochs: int) -> dict:
     """The largest validation sparsity within 1 point of the dense validation accuracy."""
-    fit, valid = split_valid(splits.train, 1000)
+    held = data.with_validation(splits, 1000)  # fixed, stratified (archlearn.data)
+    fit, valid = held.train, held.valid
     dense, _ = run_dense(make, splits, fit, valid, 0, epochs)
     trials = []
     for lam in lams:
@@ -113,7 +115,8 @@ def select_lam(make, splits, mode: str, lams: list[float], epochs: int) -> dict:
                        "weight_sparsity": r["weight_sparsity"]})
     ok = [t for t in trials if t["valid_accuracy"] >= dense["accuracy"] - 0.01]
     best = max(ok or trials, key=lambda t: t["weight_sparsity"] if ok else t["valid_accuracy"])
-    return {"dense_valid_accuracy": dense["accuracy"], "trials": trials, "chosen": best["lam"]}
+    return {"dense_valid_accuracy": dense["accuracy"], "trials": trials, "chosen": best["lam"],
+            "split": held.record()}
 
 
 def experiment(name: str, make, splits, mode: str, args, lams: list[float]) -> dict:

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import archlearn as al
 import archlearn.prune as P
+from archlearn.metrics import accuracy
 from archlearn.prune.magnitude import PRUNABLE
 
 BATCH = 64
@@ -95,14 +96,7 @@ def weight_count(model: nn.Module) -> tuple[int, int]:
     return sum(int(w.ne(0).sum()) for w in ws), sum(w.numel() for w in ws)
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, data: Dataset) -> float:
-    model.eval()
-    x, y = data.tensors
-    return float((model(x).argmax(1) == y).float().mean())
-
-
-def magnitude_at(half: nn.Module, data: Dataset, test: Dataset, nonzero: int, epochs: int,
+def magnitude_at(half: nn.Module, data: Dataset, test: TensorDataset, nonzero: int, epochs: int,
                  start_epoch: int, seed: int, schedule: Schedule) -> dict:
     """Class-blind magnitude pruning of ``half`` down to ``nonzero`` weights, then training
     the remaining ``epochs``; returns the test accuracy and sizes."""

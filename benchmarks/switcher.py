@@ -43,7 +43,10 @@ import torch
 
 import archlearn as al
 from archlearn import data, models
-from archlearn.experiments.common import architecture_string, provenance, write_json
+from archlearn.io import write_json
+from archlearn.metrics import accuracy
+from archlearn.provenance import provenance
+from archlearn.runs import architecture_string
 from benchmarks import sparse_common as common
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,7 +83,7 @@ def run_switcher(task: dict, options: dict, splits, seed: int, epochs: int) -> d
     kept, total = common.weight_count(small)
     _, dense_total = common.weight_count(model)
     size = al.measure(small, x[:2], repeats=1)
-    return {"accuracy": common.accuracy(small, splits.test), "params": size["params"],
+    return {"accuracy": accuracy(small, splits.test), "params": size["params"],
             "nonzero_params": size["nonzero_params"], "nonzero_weights": kept,
             "weight_sparsity": 1 - kept / dense_total, "architecture": architecture_string(small),
             "max_output_difference": gap, "train_seconds": seconds}
@@ -99,7 +102,7 @@ def run_seed(task: dict, splits, seed: int, epochs: int, rows: list[str]) -> dic
     start = time.perf_counter()
     common.train(dense, splits.train, epochs, seed, SCHEDULE, at_epoch=snapshot)
     kept, total = common.weight_count(dense)
-    out["dense"] = {"accuracy": common.accuracy(dense, splits.test),
+    out["dense"] = {"accuracy": accuracy(dense, splits.test),
                     "params": sum(p.numel() for p in dense.parameters()),
                     "nonzero_weights": kept, "weight_sparsity": 1 - kept / total,
                     "architecture": architecture_string(dense),

@@ -9,8 +9,9 @@ the comparison benchmark pick the method up by its name.
 What a method implements (abstract members, documented below): the gate of a group of coupled
 units (:meth:`Method.unit_scale`, and :meth:`Method.depth_scale` where a layer may become
 linear; :meth:`Method.weight_scale` for unstructured methods, on the layers they list in
-``weight_modules``), its regularizer (:meth:`Method.regularizer`), one update of its structure parameters
-(:meth:`Method.update`) and the decision that shrinking reads (:meth:`Method.decision`).
+``weight_modules``), its regularizer (:meth:`Method.regularizer`), one update of its structure
+parameters (:meth:`Method.update`) and the decision that shrinking reads
+(:meth:`Method.decision`).
 
 What the base owns, the same for every method:
 

@@ -6,7 +6,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ def count_nonzero(model: nn.Module) -> int:
                 continue  # counted through the module it parametrizes
             tensors = [p for _, p in module.named_parameters(recurse=False)]
             if parametrize.is_parametrized(module):
-                names = list(getattr(module, "parametrizations"))  # a ModuleDict of names
+                names = list(cast(nn.ModuleDict, module.parametrizations))
                 tensors += [getattr(module, n) for n in names]
             total += sum(int(t.ne(0).sum()) for t in tensors)
     return total
