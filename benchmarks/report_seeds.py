@@ -38,6 +38,13 @@ def _row(name: str, runs: list[dict], summary: dict, arch: bool = True) -> str:
             f"{_pct(s['accuracy_mean'])} ({_pct(s['accuracy_std'])}) |\n")
 
 
+def _epochs(epochs: int | dict) -> str:
+    """The epochs of a run: one number, or one per task."""
+    if isinstance(epochs, dict):
+        return ", ".join(f"{task}: {n}" for task, n in epochs.items())
+    return str(epochs)
+
+
 def switcher_section(results: Path = RESULTS) -> str:
     out = ["\n# Paper 2 (Han et al., the switcher network): neurons against connections\n\n"]
     r = _load(results, "switcher.json")
@@ -45,7 +52,7 @@ def switcher_section(results: Path = RESULTS) -> str:
         return "".join(out) + _missing(SWITCHER_CMD)
     p = r["provenance"]
     out.append(
-        f"Command: `{p['command']}` ({p['epochs']} epochs, mean of {p['seeds']} seeds, "
+        f"Command: `{p['command']}` ({_epochs(p['epochs'])} epochs, mean of {p['seeds']} seeds, "
         f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n"
         "Protocol (the official code's schedule, `benchmarks/switcher.py`): task weights with "
         "plain SGD at lr 0.1, the switchers with their own SGD at lr 0.1, both x0.1 at 50% "
@@ -61,8 +68,10 @@ def switcher_section(results: Path = RESULTS) -> str:
         "selected, so no validation split is needed; the test split is read once per model.\n")
     for task in r["tasks"].values():
         runs, summary = task["runs"], task["summary"]
-        out.append(f"\n## {task['label']}\n\n| row | architecture (seed 0) | non-zero weights | "
-                   "weight sparsity % | accuracy % (std) |\n|---|---|---|---|---|\n")
+        trained = f" ({task['epochs']} epochs)" if "epochs" in task else ""
+        out.append(f"\n## {task['label']}{trained}\n\n| row | architecture (seed 0) | "
+                   "non-zero weights | weight sparsity % | accuracy % (std) |\n"
+                   "|---|---|---|---|---|\n")
         for name in runs[0]:
             out.append(_row(name, runs, summary))
         verdicts = [f"{name}: {_verdict(s['vs_magnitude_pp'])}"

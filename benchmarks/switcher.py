@@ -6,7 +6,8 @@ Tasks: LeNet-300-100 (784-300-100-10) and LeNet-5 (20-50-500-10) on mnist5k (4,0
 (batch 64, no weight decay), the switchers with their own SGD at lr 0.1, both decayed x0.1 at
 50% and 75% of the epochs (the code: 50 and 75 of 100); epochs alternate between the two, from
 the first epoch for the MLP (weights first), after 4 plain epochs for LeNet (switchers first).
-``--epochs`` replaces the code's 100 (CPU budget). One addition, for every row: the task
+``--epochs`` replaces the code's 100 (CPU budget): one number for every task, or one per task
+in ``--tasks`` order; each task's JSON records its epochs. One addition, for every row: the task
 weights' gradient norm is clipped at 5. Without it the connections variant diverged (NaN weights
 in epoch 14 of 30, LeNet-300-100, seed 0): its gates grow to about 20, and an SGD step on ``W``
 moves ``W * G`` by ``G**2`` times the step; with the clip the same run stays finite (gates up
@@ -29,6 +30,7 @@ Nothing is selected: every setting is the code's, so no validation split is need
 split is read once per trained model.
 
     python -m benchmarks.switcher --seeds 3 --epochs 30
+    python -m benchmarks.switcher --seeds 3 --epochs 4 6 --jobs 2   # the committed run (CPU)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import argparse
 import copy
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -116,30 +119,50 @@ def run_seed(task: dict, splits, seed: int, epochs: int, rows: list[str]) -> dic
     return out
 
 
+def run_task(name: str, seeds: int, epochs: int, rows: list[str]) -> dict:
+    """Every seed of one task (a worker of ``--jobs``, or the main process)."""
+    torch.set_num_threads(1)  # 2 shared cores
+    task = TASKS[name]
+    splits = data.load("mnist5k", flatten=task["flatten"])
+    runs = []
+    for seed in range(seeds):
+        print(f"{name} seed {seed}", file=sys.stderr, flush=True)
+        runs.append(run_seed(task, splits, seed, epochs, rows))
+    return {"label": task["label"], "start": task["start"], "epochs": epochs,
+            "warmup_epochs": task["warmup_epochs"], "runs": runs,
+            "summary": common.summarise(runs, {row: f"magnitude @ {row}" for row in rows})}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[30],
+                        help="one for every task, or one per task in --tasks order")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="tasks run in this many processes at once (one thread each)")
     parser.add_argument("--out", type=Path, default=RESULTS / "switcher.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # 2 shared cores
     line = common.command("benchmarks.switcher", argv)
-    result: dict = {"tasks": {}}
-    for name in args.tasks:
-        task = TASKS[name]
-        splits = data.load("mnist5k", flatten=task["flatten"])
-        runs = []
-        for seed in range(args.seeds):
-            print(f"{name} seed {seed}", file=sys.stderr, flush=True)
-            runs.append(run_seed(task, splits, seed, args.epochs, args.rows))
-        result["tasks"][name] = {"label": task["label"], "start": task["start"],
-                                 "warmup_epochs": task["warmup_epochs"],
-                                 "runs": runs, "summary": common.summarise(
-                                     runs, {row: f"magnitude @ {row}" for row in args.rows})}
-        result["provenance"] = provenance(line.strip(), splits, epochs=args.epochs,
-                                          seeds=args.seeds, schedule=vars(SCHEDULE))
+    if len(args.epochs) not in (1, len(args.tasks)):
+        parser.error("--epochs takes one number, or one per task")
+    epochs = dict(zip(args.tasks, args.epochs * len(args.tasks) if len(args.epochs) == 1
+                      else args.epochs))
+    result: dict = {"tasks": {}, "provenance": provenance(
+        line.strip(), data.load("mnist5k"), epochs=epochs, seeds=args.seeds,
+        schedule=vars(SCHEDULE))}
+    if args.jobs > 1:
+        # concurrent.futures runs the tasks in separate processes; the file is written in
+        # the --tasks order once all are done
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = {name: pool.submit(run_task, name, args.seeds, epochs[name],
+                                         args.rows) for name in args.tasks}
+            result["tasks"] = {name: f.result() for name, f in futures.items()}
+        write_json(args.out, result)
+    for name in [] if args.jobs > 1 else args.tasks:
+        result["tasks"][name] = run_task(name, args.seeds, epochs[name], args.rows)
         write_json(args.out, result)  # after every task: a long run leaves what it finished
     print(f"wrote {args.out}")
 
