@@ -7,6 +7,7 @@ import tempfile
 import pytest
 import torch
 from helpers import settle_batchnorm
+from nets import Encoder
 from torch import nn
 
 import archlearn as al
@@ -90,6 +91,26 @@ def test_single_unit_groups_stay_ungated():
                         steps_per_epoch=1, **SMALL_UNET)
     assert learner.method.ungated == [learner.groups[0].name]
     assert torch.equal(learner.decisions()[0].scale, torch.ones(1))
+
+
+def test_attention_heads_are_skipped_with_a_reason_and_the_rest_is_gated():
+    torch.manual_seed(0)
+    model, x = Encoder(8, 2, 16, 1, eager=False, mha=True), torch.randn(4, 5, 8)
+    learner = al.attach(model, x, method="switcher", steps_per_epoch=1, **SMALL_UNET)
+    assert [g.kind for g in learner.groups] == ["heads", "channels"]
+    assert learner.method.ungated == ["blocks.0.attn"] and "blocks.0.fc1" in learner.method.nets
+    skipped = {s["name"]: s["reason"] for s in learner.architecture()["skipped"]}
+    assert "no reader for heads" in skipped["blocks.0.attn"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(3):  # a switcher epoch, then a weight epoch
+        loss = model(x).square().mean() + learner.penalty()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        learner.step()
+    model.eval()
+    small = learner.shrink().eval()
+    torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)
 
 
 def _phases(learner, model, steps):

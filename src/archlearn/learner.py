@@ -155,7 +155,8 @@ class Learner:
                 "params": count_params(small),
                 "nonzero_params": count_nonzero(small),
                 "macs": count_macs(small, self.inputs),
-                "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+                "skipped": [{"name": s.name, "reason": s.reason}
+                            for s in [*self.skipped, *self.method.skipped]],
             }
             if self.method.budget is not None:
                 arch["budget"] = self._budget_report(arch, decisions)

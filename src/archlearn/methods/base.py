@@ -50,7 +50,7 @@ from torch import nn
 from archlearn.budget import BudgetController
 from archlearn.errors import ArchlearnError
 from archlearn.structure.cost import CostModel
-from archlearn.structure.groups import UnitGroup
+from archlearn.structure.groups import Skipped, UnitGroup
 from archlearn.structure.shrink import Decision
 
 REGISTRY: dict[str, type[Method[Any]]] = {}
@@ -221,6 +221,7 @@ class Method(ABC, Generic[O]):
         self.frozen_decisions: list[Decision] | None = None
         self._frozen_weights: dict[str, torch.Tensor] = {}
         self.weight_modules: list[str] = []  # layers gated per weight (unstructured methods)
+        self.skipped: list[Skipped] = []  # what the method cannot gate, listed by architecture()
         self.phase = WARMUP if self._warmup_steps() > 0 else ACTIVE
         self.cost: CostModel | None = None
         self.budget: BudgetController | None = None

@@ -47,7 +47,8 @@ The meta-networks are in ``switcher_nets.py``. Design decisions (ours):
   gates of a fresh switcher had no zero at all where the training gates had half. In eval mode
   without autograd the gates are cached until a weight, switcher parameter or statistic
   changes.
-* Groups of one unit and maps of one value are not gated (BatchNorm needs two values).
+* Groups of one unit and maps of one value are not gated (BatchNorm needs two values), nor
+  attention heads (no reader for them); `architecture()["skipped"]` lists each with its reason.
 * The gates are unbounded (a ReLU): the switcher learns to amplify some weights, up to about 20
   times on LeNet-300-100, and an SGD step on ``W`` then moves ``W * G`` by ``G**2`` times as
   much. With the code's SGD at lr 0.1 that diverged (NaN in epoch 14 of 30, connections);
@@ -85,8 +86,11 @@ from torch import nn
 from archlearn.errors import ArchlearnError
 from archlearn.methods.base import Method, Options, register
 from archlearn.methods.switcher_nets import KernelReducer, RowHead, UNet, UnitMLP
+from archlearn.structure.groups import Skipped
 from archlearn.structure.shrink import Decision
 from archlearn.structure.weight_gates import gateable_layers, weight_of
+
+ONE_VALUE = "one unit or one weight (its BatchNorm needs two values)"
 
 
 class SwitcherOptions(Options):
@@ -207,14 +211,15 @@ class Switcher(Method[SwitcherOptions]):
     def __init__(self, model, groups, options: SwitcherOptions) -> None:
         super().__init__(model, groups, options)
         self.nets: dict[str, _Switcher] = {}  # by group name (neurons) or layer name
-        self.ungated: list[str] = []
+        self.ungated: list[str] = []  # listed with the reason in architecture()["skipped"]
         if options.variant == "neurons":
             candidates = [(g.name, self._unit_switcher(g)) for g in groups]
         else:
             candidates = [(n, self._weight_switcher(n)) for n in gateable_layers(model)]
         for key, net in candidates:
-            if net is None:
+            if isinstance(net, str):
                 self.ungated.append(key)
+                self.skipped.append(Skipped(key, f"switcher: {net}"))
                 continue
             with torch.no_grad():
                 _final_bn(net.net).bias.fill_(options.init_bias)
@@ -237,9 +242,12 @@ class Switcher(Method[SwitcherOptions]):
     def _unet(self, shape: tuple[int, int]) -> UNet:
         return UNet(shape, self.options.unet_depth, self.options.unet_base)
 
-    def _unit_switcher(self, g) -> _Switcher | None:
-        if g.size < 2 or g.kind != "channels":  # BatchNorm needs two units; heads: no reader
-            return None
+    def _unit_switcher(self, g) -> _Switcher | str:
+        """The switcher of group ``g``, or why it has none."""
+        if g.size < 2:
+            return ONE_VALUE
+        if g.kind != "channels":
+            return f"no reader for {g.kind} (only channels of Linear/Conv layers are read)"
         root = self.model.get_submodule(g.name)
         if self.options.meta == "unet" and isinstance(root, nn.modules.conv._ConvNd):
             w = weight_of(self.model, g.name)  # one row per filter: [out, in] after the reduction
@@ -251,18 +259,19 @@ class Switcher(Method[SwitcherOptions]):
         try:
             reader = _Reader(self.model.get_submodule(site.module), site.channels, site.units,
                              g.size)
-        except ValueError:
-            return None
+        except ValueError as e:
+            return str(e)
         if self.options.meta == "mlp":
             return _Switcher(reader, UnitMLP(reader.length, self.options.hidden))
         unet = self._unet((g.size, reader.length))
         return _Switcher(lambda: reader()[None, None], nn.Sequential(unet, RowHead(reader.length)))
 
-    def _weight_switcher(self, name: str) -> _Switcher | None:
+    def _weight_switcher(self, name: str) -> _Switcher | str:
+        """The switcher of layer ``name``'s weight, or why it has none."""
         w = weight_of(self.model, name)
         out, cin = w.shape[:2]
         if out * cin < 2:
-            return None
+            return ONE_VALUE
         if isinstance(self.model.get_submodule(name), nn.Linear):  # the code's W[in, out]
             return _Switcher(lambda: weight_of(self.model, name).t()[None, None],
                              self._unet((cin, out)), post=lambda g: g[0, 0].t())
