@@ -33,7 +33,9 @@ def _row(name: str, runs: list[dict], summary: dict, arch: bool = True) -> str:
                 if "weight_sparsity" in runs[0][name] else None)
     shown = "-" if sparsity is None else f"{100 * sum(sparsity) / len(sparsity):.1f}"
     s = summary[name]
-    first = f" {runs[0][name].get('architecture', '')} |" if arch else ""
+    # magnitude pruning keeps every layer's shape (its rows carry no architecture)
+    shape = runs[0][name].get("architecture", "unstructured, dense shapes")
+    first = f" {shape} |" if arch else ""
     return (f"| {name} |{first} {nonzero:,.0f} | {shown} | "
             f"{_pct(s['accuracy_mean'])} ({_pct(s['accuracy_std'])}) |\n")
 
@@ -68,7 +70,8 @@ def switcher_section(results: Path = RESULTS) -> str:
         "selected, so no validation split is needed; the test split is read once per model.\n")
     for task in r["tasks"].values():
         runs, summary = task["runs"], task["summary"]
-        trained = f" ({task['epochs']} epochs)" if "epochs" in task else ""
+        trained = (f" ({task['epochs']} epochs; the code trains 100)" if "epochs" in task
+                   else "")
         out.append(f"\n## {task['label']}{trained}\n\n| row | architecture (seed 0) | "
                    "non-zero weights | weight sparsity % | accuracy % (std) |\n"
                    "|---|---|---|---|---|\n")
