@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmarks.report_methods import _load, _missing, _pct
 
 RESULTS = Path(__file__).parent / "results"
-SWITCHER_CMD = "python -m benchmarks.switcher --seeds 3 --epochs 30"
+SWITCHER_CMD = "python -m benchmarks.switcher --seeds 3 --epochs 4 6 --jobs 2"
 DIFFSPARSE_CMD = "python -m benchmarks.diffsparse --seeds 3 --epochs 30"
 
 

@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark in turn (about two hours on 2 cores), then docs/RESULTS.md.
+"""`make bench`: every benchmark in turn (about three hours on 2 cores), then docs/RESULTS.md.
 
 Each step writes JSON (and plots) under benchmarks/results; `make results` re-renders the page.
 """
@@ -19,6 +19,8 @@ STEPS = [
     ["-m", "benchmarks.zoo"],
     ["-m", "benchmarks.minilm", "fidelity"],
     ["-m", "benchmarks.minilm", "latency"],
+    ["-m", "benchmarks.switcher", "--seeds", "3", "--epochs", "4", "6", "--jobs", "2"],
+    ["-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"],
     ["-m", "benchmarks.report"],
 ]
 
