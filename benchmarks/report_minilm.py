@@ -18,6 +18,13 @@ def _widths(values: list[int]) -> str:
     return " ".join(str(v) for v in values)
 
 
+def _seeds(p: dict) -> str:
+    """Which seeds the figures cover, and whether the run stopped before all it planned."""
+    done, planned = p["seeds"], p.get("seeds_planned", p["seeds"])
+    cut = f", of {planned} planned: the run was stopped early" if done < planned else ""
+    return f"seeds 0 to {done - 1}{cut}" if done > 1 else f"seed 0 only{cut}"
+
+
 def section() -> str:
     from benchmarks.report import source
 
@@ -29,7 +36,7 @@ def section() -> str:
     data = p["data"]
     out.append(
         f"Command: `{p['command']}` ({source(p)}; the job `archlearn run minilm-distill` for "
-        f"seeds 0 to {p['seeds'] - 1}; {p['steps']} distillation steps of {p['batch_size']} "
+        f"{_seeds(p)}; {p['steps']} distillation steps of {p['batch_size']} "
         f"sentences per model, method {p['method']}, budget {p['budget']}; torch {p['torch']}, "
         f"{p['machine']}). Data: {data['name']}, {data['split']}; {data['sizes']['train']} "
         f"train / {data['sizes']['valid']} validation / {data['sizes']['test']} test sentences "
@@ -40,15 +47,22 @@ def section() -> str:
     first = r["runs"][0]["rows"]
     full = r["mean"]["original"]["macs"]
     sd = r["comparison"]["sd"]
+    seeds = r["comparison"]["seeds"]
+
+    def spread(value: float, digits: int) -> str:  # no spread from a single seed
+        return f" ± {value:.{digits}f}" if seeds > 1 else ""
+
     for name in ORDER:
         if name not in r["mean"]:
             continue
         m, row = r["mean"][name], first[name]
         out.append(f"| {name} | {_widths(row['heads'])} | {_widths(row['ffn'])} | "
                    f"{m['params'] / 1e6:.2f}M | {100 * m['macs'] / full:.1f}% | "
-                   f"{m['cosine']:.4f} ± {sd[name]['cosine']:.4f} | "
-                   f"{m['topk_agreement']:.3f} ± {sd[name]['topk_agreement']:.3f} |\n")
-    out.append(f"\nMean ± standard deviation over {r['comparison']['seeds']} seeds. MACs: one "
+                   f"{m['cosine']:.4f}{spread(sd[name]['cosine'], 4)} | "
+                   f"{m['topk_agreement']:.3f}{spread(sd[name]['topk_agreement'], 3)} |\n")
+    over = (f"Mean ± standard deviation over {seeds} seeds" if seeds > 1
+            else "**One seed only: no spread, not yet the acceptance's mean of 3**")
+    out.append(f"\n{over}. MACs: one "
                f"128-token sentence (100% = {full / 1e6:,.1f} M). Cosine: mean cosine "
                "similarity of the mean-pooled embedding to the teacher's; top-10 agreement: the "
                "share of each test sentence's 10 nearest test sentences that the student and "
