@@ -16,8 +16,8 @@ table (``structure/latency_table.py``). How it is reached:
   trajectory whatever the number of epochs.
 * **Landing.** At the freeze, the decision is moved onto the budget by the method's own ranking
   of units (``Method.unit_score``, e.g. tsrelu's gate values): units with the lowest scores are
-  removed while the cost is above the budget, units with the highest scores are restored while
-  it stays at most the budget. ``architecture()["budget"]`` reports how far the controller alone
+  removed while the cost is above the budget, then removed units are restored, highest score
+  first, each one that keeps the cost at most the budget. ``architecture()["budget"]`` reports how far the controller alone
   had come (``controller``) and where the model landed (``reached``). Then the gates freeze and
   the weights recover to the end of training.
 
@@ -39,10 +39,10 @@ from archlearn.errors import ArchlearnError
 from archlearn.structure.cost import CostModel
 
 BUDGET_KINDS = ("params", "macs", "latency")
-REACH = 0.8  # the target reaches the budget at this fraction of the active phase
-GAIN = 8.0  # the multiplier's log can move by GAIN over the active phase at full error
+REACH = float(__import__("os").environ.get("REACH", "0.8"))  # the target reaches the budget at this fraction of the active phase
+GAIN = float(__import__("os").environ.get("GAIN", "8"))  # the multiplier's log can move by GAIN over the active phase at full error
 LOG_LIMIT = 30.0
-VELOCITY_DECAY = 0.9
+VELOCITY_DECAY = float(__import__("os").environ.get("VD", "0.9"))
 
 
 def parse_budget(budget: Any) -> tuple[str, float]:
@@ -121,6 +121,7 @@ class BudgetController:
         average of its per-step change) sees the removals coming. At rest it is the decision.
         """
         v = self.velocity.get(key)
+        horizon = horizon * float(__import__("os").environ.get("HS", "1"))
         return value.detach() if v is None else value.detach() + horizon * v
 
     def update(self, t: float, alive: Sequence[torch.Tensor]) -> None:
@@ -203,15 +204,21 @@ def _remove(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
 
 
 def _restore(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
-    """Switch on the highest-scored removed units while the cost stays at most ``target``."""
-    if float(cost.total(alive)) > target:
+    """Switch on removed units, highest score first, each one that keeps the cost at most
+    ``target`` (a unit too costly to fit is passed over for cheaper ones further down)."""
+    now = float(cost.total(alive))
+    if now > target:
         return alive
-    for g, u in _candidates(alive, score, [w * cost.scale for w in cost.weights(alive)],
-                            on=False):
+    weights = [w * cost.scale for w in cost.weights(alive)]
+    for g, u in _candidates(alive, score, weights, on=False):
+        if now + float(weights[g][u]) > target * (1 + 1e-12):
+            continue  # does not fit (marginal costs only grow as units return)
         alive[g][u] = 1.0
-        if float(cost.total(alive)) > target:
+        after = float(cost.total(alive))
+        if after > target:
             alive[g][u] = 0.0
-            break
+            continue
+        now = after
     return alive
 
 
