@@ -7,19 +7,33 @@ table (``structure/latency_table.py``). How it is reached:
 
 * **A target schedule.** Over the active phase (after ``warmup``, before ``freeze``) the target
   falls from the full model's cost to the budget, cubically (fast first, slow near the end, as
-  in Zhu & Gupta's gradual pruning), reaching it at 80% of the phase; it holds until the freeze.
-* **A multiplier** (the Lagrange multiplier of the constraint "cost of the decision <= target",
-  as CoFi's Lagrangian drives L0 masks to a sparsity): the method's complexity strength (tsrelu's
+  in Zhu & Gupta's gradual pruning), reaching it at 60% of the phase; it holds until the freeze
+  (the rest of the phase lets the multiplier settle).
+* **A multiplier** (the Lagrange multiplier of the constraint "cost <= target", as CoFi's
+  Lagrangian drives L0 masks to a sparsity): the method's complexity strength (tsrelu's
   ``lambda3``, l0's ``lam``, MorphNet's ``lam``) is multiplied by ``exp(m)``, and after every step
-  ``m += rate * clip((cost - target) / target, -1, 1)``, where ``cost`` is the cost of the
-  *decision* (the model ``shrink`` would return now). ``rate`` is ``8 / active steps``: the same
-  trajectory whatever the number of epochs.
+  ``m += rate * clip((cost - target) / target, -1, 1)``. ``cost`` is the cost of the *decision*
+  (the model ``shrink`` would return now), or of the method's expected alive units where it has
+  them (l0's ``P(gate != 0)``). ``rate`` is ``16 / active steps``: the same trajectory whatever
+  the number of epochs. ``m`` starts where no unit is pushed harder than the unweighted default
+  (``-log`` of the largest unit weight). A unit crosses its threshold some steps after the push
+  that removes it, so while the cost already falls faster than the target (over the last 5% of
+  the phase, plus a steady share of the gap left before the freeze) ``m`` is held instead of
+  raised: without this hold it kept rising through that delay and the cost overshot the budget
+  (LeNet-5, 25% of the MACs: down to 13-17%), and units that tsrelu's binarizer or l0's
+  clamped gates have switched off seldom come back.
 * **Landing.** At the freeze, the decision is moved onto the budget by the method's own ranking
   of units (``Method.unit_score``, e.g. tsrelu's gate values): units with the lowest scores are
   removed while the cost is above the budget, then removed units are restored, highest score
-  first, each one that keeps the cost at most the budget. ``architecture()["budget"]`` reports how far the controller alone
-  had come (``controller``) and where the model landed (``reached``). Then the gates freeze and
-  the weights recover to the end of training.
+  first, each one that keeps the cost at most the budget. ``architecture()["budget"]`` reports
+  how far the controller alone had come (``controller``) and where the model landed
+  (``reached``). Then the gates freeze and the weights recover to the end of training.
+
+Measured (LeNet-5 and a residual CNN on mnist5k, 20 epochs, tsrelu): reading the decision
+extrapolated by the gates' recent velocities (to see removals before the gates cross) made the
+controller believe the residual CNN was on target while its gates only hovered, and the landing
+had to remove 30% of the MACs at once (validation accuracy 84-86% against 90.6% reading the
+decision itself).
 
 >>> parse_budget({"macs": 0.25})
 ('macs', 0.25)
@@ -30,6 +44,7 @@ table (``structure/latency_table.py``). How it is reached:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,10 +54,10 @@ from archlearn.errors import ArchlearnError
 from archlearn.structure.cost import CostModel
 
 BUDGET_KINDS = ("params", "macs", "latency")
-REACH = float(__import__("os").environ.get("REACH", "0.8"))  # the target reaches the budget at this fraction of the active phase
-GAIN = float(__import__("os").environ.get("GAIN", "8"))  # the multiplier's log can move by GAIN over the active phase at full error
+REACH = 0.6  # the target reaches the budget at this fraction of the active phase
+GAIN = 16.0  # the multiplier's log can move by GAIN over the active phase at full error
+WINDOW = 0.05  # of the active phase: how far back the controller looks to see the cost fall
 LOG_LIMIT = 30.0
-VELOCITY_DECAY = float(__import__("os").environ.get("VD", "0.9"))
 
 
 def parse_budget(budget: Any) -> tuple[str, float]:
@@ -88,7 +103,8 @@ class BudgetController:
         self.log_multiplier = -math.log(top) if top > 1 else 0.0
         self.controller: float | None = None  # cost of the decision at the freeze, before landing
         self.now: float = cost.full
-        self.velocity: dict[int, torch.Tensor] = {}
+        self.window = max(int(WINDOW * (freeze - start)), 1)
+        self.history: deque[float] = deque(maxlen=self.window + 1)
 
     @property
     def fraction(self) -> float:
@@ -105,30 +121,19 @@ class BudgetController:
         p = min(max((t - self.start) / max(reach - self.start, 1.0), 0.0), 1.0)
         return self.target + (self.cost.full - self.target) * (1.0 - p) ** 3
 
-    def observe(self, key: int, before: torch.Tensor, after: torch.Tensor) -> None:
-        """Record one step of a structure parameter (its velocity, for :meth:`ahead`)."""
-        step = (after - before).detach()
-        v = self.velocity.get(key)
-        self.velocity[key] = step if v is None else VELOCITY_DECAY * v + (
-            1 - VELOCITY_DECAY) * step
-
-    def ahead(self, key: int, value: torch.Tensor, horizon: float) -> torch.Tensor:
-        """Where ``value`` will be in ``horizon`` steps at its recent pace.
-
-        A gate crosses its threshold some steps after the multiplier starts pushing it, so a
-        controller reading only the decision keeps pushing through that delay and overshoots;
-        reading the decision extrapolated by the parameter's average velocity (an exponential
-        average of its per-step change) sees the removals coming. At rest it is the decision.
-        """
-        v = self.velocity.get(key)
-        horizon = horizon * float(__import__("os").environ.get("HS", "1"))
-        return value.detach() if v is None else value.detach() + horizon * v
-
     def update(self, t: float, alive: Sequence[torch.Tensor]) -> None:
         """One controller step: move the multiplier by the relative excess cost of ``alive``."""
         self.now = float(self.cost.total([a.detach().cpu() for a in alive]))
         target = self.target_at(t)
         error = max(-1.0, min(1.0, (self.now - target) / target))
+        self.history.append(self.now)
+        if error > 0 and len(self.history) > self.window:
+            fell = self.now - self.history[0]
+            # what the target fell by over the window, plus a steady share of the gap left
+            should = target - self.target_at(t - self.window) - max(
+                self.now - target, 0.0) * self.window / max(self.freeze - t, self.window)
+            if fell < should:  # the cost already falls faster than needed: do not push harder
+                error = 0.0
         self.log_multiplier = max(-LOG_LIMIT, min(LOG_LIMIT,
                                                   self.log_multiplier + self.rate * error))
 
@@ -157,14 +162,14 @@ class BudgetController:
 
     def state(self) -> dict[str, Any]:
         return {"log_multiplier": self.log_multiplier, "controller": self.controller,
-                "now": self.now, "velocity": {str(k): v.clone() for k, v in
-                                              self.velocity.items()}}
+                "now": self.now, "history": list(self.history)}
 
     def load(self, state: dict[str, Any]) -> None:
         self.log_multiplier = float(state["log_multiplier"])
         self.controller = None if state["controller"] is None else float(state["controller"])
         self.now = float(state["now"])
-        self.velocity = {int(k): v.clone() for k, v in state.get("velocity", {}).items()}
+        self.history = deque((float(c) for c in state.get("history", [])),
+                             maxlen=self.window + 1)
 
 
 def _candidates(alive, score, weights, on: bool) -> list[tuple[int, int]]:

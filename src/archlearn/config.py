@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archlearn.budget import parse_budget
 from archlearn.errors import ArchlearnError
 from archlearn.methods.base import names, parse_options
 
@@ -76,6 +77,8 @@ class RunConfig(BaseModel):
             raise ArchlearnError(f"option {taken[0]!r} is set by the run (from the epochs and "
                                  "the data); leave it out")
         parse_options(self.method, {**supplied, **self.options})
+        if self.budget is not None:
+            parse_budget(self.budget)
         return self
 
 

@@ -291,8 +291,7 @@ class Method(ABC, Generic[O]):
 
     def soft_alive(self, i: int) -> torch.Tensor:
         """How alive each unit of group ``i`` is, in [0, 1], for the budget controller: the
-        decision by default; a method whose units fade out gradually (a gate sliding toward its
-        threshold) says so, and the controller sees a removal coming before it happens."""
+        decision by default; a method with an expected count of alive units (l0) gives it."""
         return (self.decision()[i].scale.detach() != 0).to(self.dtype)
 
     def unit_score(self, i: int) -> torch.Tensor:
