@@ -240,7 +240,9 @@ def key(r: dict) -> tuple:
     return (r["model"], r["method"], r["budget"], r["seed"])
 
 
-def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path) -> None:
+def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
+          methods: tuple[str, ...] = ("baseline", *ARCHLEARN, *PEERS)) -> None:
+    """Train every row of ``only`` models (all when empty) and ``methods`` not yet in the file."""
     s = splits()
     path = out / TRAIN_JSON
     done = _read(path)
@@ -264,7 +266,8 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path) -> N
     for seed in range(seeds):
         for name in [n for n in MODELS if not only or n in only]:
             needs_dense = any((name, m, b, seed) not in have for m in ("tp-l1", "tp-taylor")
-                              for b in BUDGETS) or (name, "baseline", None, seed) not in have
+                              if m in methods for b in BUDGETS) or (
+                "baseline" in methods and (name, "baseline", None, seed) not in have)
             if needs_dense:
                 with seeded(seed):
                     model = MODELS[name][1]()
@@ -282,13 +285,13 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path) -> N
                     add(row(name, "baseline", None, seed, model, s,
                             time.perf_counter() - start))
             for budget in BUDGETS:
-                for method in ARCHLEARN:
+                for method in [m for m in ARCHLEARN if m in methods]:
                     if (name, method, budget, seed) not in have:
                         add(run_archlearn(name, method, budget, seed, s, epochs))
-                for method in ("tp-l1", "tp-taylor"):
+                for method in [m for m in ("tp-l1", "tp-taylor") if m in methods]:
                     if (name, method, budget, seed) not in have:
                         add(run_tp(name, method, budget, seed, s, half, half_seconds, epochs))
-                if (name, "optuna", budget, seed) not in have:
+                if "optuna" in methods and (name, "optuna", budget, seed) not in have:
                     add(run_optuna(name, budget, seed, s, epochs, trials))
     save()
 
@@ -326,7 +329,7 @@ def _label(r: dict) -> str:
 
 # --- sweep: budgets hit whatever the number of epochs -------------------------------------
 
-def sweep(seeds: int, epochs_list: list[int], out: Path) -> None:
+def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> None:
     s = splits()
     path = out / SWEEP_JSON
     rows = _read(path).get("rows", [])
@@ -334,7 +337,7 @@ def sweep(seeds: int, epochs_list: list[int], out: Path) -> None:
     command = " ".join(["python -m benchmarks.budgets", *sys.argv[1:]])
     for seed in range(seeds):
         for epochs in epochs_list:
-            for name in MODELS:
+            for name in [n for n in MODELS if not only or n in only]:
                 cases = [("macs", b) for b in BUDGETS] + [("params", 0.25)]
                 if name == "lenet5":
                     cases.append(("params", 40_000))
@@ -345,7 +348,8 @@ def sweep(seeds: int, epochs_list: list[int], out: Path) -> None:
                         model = MODELS[name][1]()
                     batches = loader(s, seed)
                     learner = al.attach(model, EXAMPLE, budget={kind: budget}, cost=kind,
-                                        total_steps=epochs * len(batches))
+                                        total_steps=epochs * len(batches),
+                                        steps_per_epoch=len(batches))
                     fit(model, batches, epochs, learner)
                     arch = learner.architecture()
                     report = arch["budget"]
@@ -440,21 +444,24 @@ def main() -> None:
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--trials", type=int, default=6)
     t.add_argument("--models", nargs="*", default=[], choices=sorted(MODELS))
+    t.add_argument("--methods", nargs="*", default=["baseline", *ARCHLEARN, *PEERS],
+                   choices=["baseline", *ARCHLEARN, *PEERS])
     lat = sub.add_parser("latency", help="time every trained architecture, interleaved")
     lat.add_argument("--rounds", type=int, default=30)
     sw = sub.add_parser("sweep", help="budgets hit at 10 and 30 epochs (tsrelu)")
     sw.add_argument("--seeds", type=int, default=3)
     sw.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
+    sw.add_argument("--models", nargs="*", default=[], choices=sorted(MODELS))
     for p in (t, lat, sw):
         p.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.step == "train":
-        train(args.seeds, args.epochs, args.trials, args.models, args.out)
+        train(args.seeds, args.epochs, args.trials, args.models, args.out, tuple(args.methods))
     elif args.step == "latency":
         latency(args.out, args.rounds)
     else:
-        sweep(args.seeds, args.epochs, args.out)
+        sweep(args.seeds, args.epochs, args.out, args.models)
 
 
 if __name__ == "__main__":
