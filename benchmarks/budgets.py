@@ -294,6 +294,7 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
                 if "optuna" in methods and (name, "optuna", budget, seed) not in have:
                     add(run_optuna(name, budget, seed, s, epochs, trials))
     save()
+    plots(out)
 
 
 # --- latency ------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from benchmarks.budgets import (
 
 RESULTS = Path(__file__).parent / "results"
 TOLERANCE = 0.02  # a peer up to 2% above an archlearn row's MACs counts as "equal MACs"
+UNTIMED = "not yet measured"  # latency cells before `python -m benchmarks.budgets latency`
+NA = "n/a"
 
 
 def _read(name: str) -> dict | None:
@@ -37,7 +39,7 @@ def _latency_means(timed: dict | None) -> dict[tuple, dict]:
 
 def _lat(lat: dict, key: tuple, batch: int) -> str:
     t = lat.get((*key, batch))
-    return "-" if t is None else f"{t['median_ms']:.2f} ({t['iqr_ms']:.2f})"
+    return UNTIMED if t is None else f"{t['median_ms']:.2f} ({t['iqr_ms']:.2f})"
 
 
 def section() -> str:
@@ -66,19 +68,26 @@ def section() -> str:
     m = means(trained["rows"])
     for name, (label, _) in MODELS.items():
         out.append(f"### {label}\n\n")
-        out.append("| budget | method | widths (seed 0) | params | MACs (% of full) | "
+        if not any(k[0] == name for k in m):
+            out.append(f"_Not run yet: `python -m benchmarks.budgets train --models {name}`._\n\n")
+            continue
+        out.append("| budget | method | seeds | widths (seed 0) | params | MACs (% of full) | "
                    "accuracy % (sd) | batch 1 ms | batch 256 ms | speed-up @256 | wall s |\n")
-        out.append("|---|---|---|---|---|---|---|---|---|---|\n")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|\n")
         for budget in (None, *BUDGETS):
             for method in (("baseline",) if budget is None else (*ARCHLEARN, *PEERS)):
                 k = (name, method, budget)
+                shown = NA if budget is None else f"{100 * budget:.0f}%"
                 if k not in m:
+                    out.append(f"| {shown} | {method} | 0 | not yet measured: `python -m "
+                               f"benchmarks.budgets train --models {name} --methods {method}` | "
+                               + " | ".join([NA] * 7) + " |\n")
                     continue
                 r = m[k]
                 speed = lat.get((*k, 256))
-                speedup = "-" if speed is None else f"{speed['speedup']:.2f}x"
+                speedup = UNTIMED if speed is None else f"{speed['speedup']:.2f}x"
                 out.append(
-                    f"| {'-' if budget is None else f'{100 * budget:.0f}%'} | {method} | "
+                    f"| {shown} | {method} | {r['seeds']} | "
                     f"{'-'.join(map(str, r['widths']))} | {r['params']:,.0f} | "
                     f"{r['macs']:,.0f} ({100 * r['macs_fraction']:.1f}) | "
                     f"{100 * r['accuracy']:.2f} ({100 * r['accuracy_std']:.2f}) | "
@@ -86,7 +95,8 @@ def section() -> str:
                     f"{speedup} | "
                     f"{r['seconds']:.0f} |\n")
         out.append("\n" + verdicts(m, name) + "\n")
-        out.append(f"![{name}](../benchmarks/results/budgets_{name}.png)\n\n")
+        if (RESULTS / f"budgets_{name}.png").exists():
+            out.append(f"![{name}](../benchmarks/results/budgets_{name}.png)\n\n")
     out.append(sweep_section())
     return "".join(out)
 

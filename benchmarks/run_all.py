@@ -21,6 +21,9 @@ STEPS = [
     ["-m", "benchmarks.minilm", "latency"],
     ["-m", "benchmarks.switcher", "--seeds", "3", "--epochs", "4", "6", "--jobs", "2"],
     ["-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"],
+    ["-m", "benchmarks.budgets", "train", "--seeds", "3", "--epochs", "20"],
+    ["-m", "benchmarks.budgets", "sweep", "--seeds", "3"],
+    ["-m", "benchmarks.budgets", "latency"],  # timings: on a quiet machine
     ["-m", "benchmarks.report"],
 ]
 
