@@ -241,19 +241,24 @@ def key(r: dict) -> tuple:
 
 
 def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
-          methods: tuple[str, ...] = ("baseline", *ARCHLEARN, *PEERS)) -> None:
-    """Train every row of ``only`` models (all when empty) and ``methods`` not yet in the file."""
+          methods: tuple[str, ...] = ("baseline", *ARCHLEARN, *PEERS),
+          budgets: tuple[float, ...] = BUDGETS) -> None:
+    """Train every row of ``only`` models (all when empty), ``methods`` and ``budgets`` not yet
+    in the file."""
     s = splits()
     path = out / TRAIN_JSON
     done = _read(path)
     rows = [r for r in done.get("rows", []) if done.get("epochs") == epochs]
     have = {key(r) for r in rows}
     command = " ".join(["python -m benchmarks.budgets", *sys.argv[1:]])
+    # every invocation that added rows to this file (a resumed or partial run is several)
+    commands = [c for c in done.get("commands", []) if done.get("epochs") == epochs]
+    commands = commands if command in commands else [*commands, command]
 
     def save():
         write_json(path, {"provenance": provenance(command, s, seeds=seeds, epochs=epochs,
                                                    trials=trials, protocol=_protocol()),
-                          "epochs": epochs, "rows": rows})
+                          "epochs": epochs, "commands": commands, "rows": rows})
 
     def add(r):
         rows.append(r)
@@ -266,7 +271,7 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
     for seed in range(seeds):
         for name in [n for n in MODELS if not only or n in only]:
             needs_dense = any((name, m, b, seed) not in have for m in ("tp-l1", "tp-taylor")
-                              if m in methods for b in BUDGETS) or (
+                              if m in methods for b in budgets) or (
                 "baseline" in methods and (name, "baseline", None, seed) not in have)
             if needs_dense:
                 with seeded(seed):
@@ -284,7 +289,7 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
                 if (name, "baseline", None, seed) not in have:
                     add(row(name, "baseline", None, seed, model, s,
                             time.perf_counter() - start))
-            for budget in BUDGETS:
+            for budget in budgets:
                 for method in [m for m in ARCHLEARN if m in methods]:
                     if (name, method, budget, seed) not in have:
                         add(run_archlearn(name, method, budget, seed, s, epochs))
@@ -294,6 +299,26 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
                 if "optuna" in methods and (name, "optuna", budget, seed) not in have:
                     add(run_optuna(name, budget, seed, s, epochs, trials))
     save()
+    plots(out)
+
+
+def merge(sources: list[Path], out: Path) -> None:
+    """Join the ``train`` files of runs made in parallel (other ``--out`` folders) into ``out``:
+    the union of their rows (a row already in ``out`` or an earlier source is kept), commands."""
+    path = out / TRAIN_JSON
+    files = [d for d in (_read(path), *(_read(src / TRAIN_JSON) for src in sources)) if d]
+    epochs = {d["epochs"] for d in files}
+    if len(epochs) != 1:
+        raise SystemExit(f"cannot merge runs of different epochs: {sorted(epochs)}")
+    rows: dict[tuple, dict] = {}
+    commands: list[str] = []
+    for d in files:
+        for r in d["rows"]:
+            rows.setdefault(key(r), r)
+        commands += [c for c in d.get("commands", [d["provenance"]["command"]])
+                     if c not in commands]
+    last = files[-1]  # its provenance (commit, machine) stands for the file
+    write_json(path, {**last, "commands": commands, "rows": list(rows.values())})
     plots(out)
 
 
@@ -333,9 +358,11 @@ def _label(r: dict) -> str:
 def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> None:
     s = splits()
     path = out / SWEEP_JSON
-    rows = _read(path).get("rows", [])
+    done = _read(path)
+    rows = done.get("rows", [])
     have = {(r["model"], r["kind"], r["budget"], r["epochs"], r["seed"]) for r in rows}
     command = " ".join(["python -m benchmarks.budgets", *sys.argv[1:]])
+    commands = [c for c in done.get("commands", []) if c != command] + [command]
     for seed in range(seeds):
         for epochs in epochs_list:
             for name in [n for n in MODELS if not only or n in only]:
@@ -364,7 +391,7 @@ def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> Non
                                  "accuracy": accuracy(learner.shrink(), s.test)})
                     have.add((name, kind, budget, epochs, seed))
                     write_json(path, {"provenance": provenance(command, s, seeds=seeds),
-                                      "rows": rows})
+                                      "commands": commands, "rows": rows})
                     print(f"{name} {kind}={budget} {epochs} epochs seed {seed}: "
                           f"{rows[-1]['ratio']:.3f} of the budget", flush=True)
 
@@ -447,18 +474,24 @@ def main() -> None:
     t.add_argument("--models", nargs="*", default=[], choices=sorted(MODELS))
     t.add_argument("--methods", nargs="*", default=["baseline", *ARCHLEARN, *PEERS],
                    choices=["baseline", *ARCHLEARN, *PEERS])
+    t.add_argument("--budgets", type=float, nargs="*", default=list(BUDGETS), choices=BUDGETS)
     lat = sub.add_parser("latency", help="time every trained architecture, interleaved")
     lat.add_argument("--rounds", type=int, default=30)
     sw = sub.add_parser("sweep", help="budgets hit at 10 and 30 epochs (tsrelu)")
     sw.add_argument("--seeds", type=int, default=3)
     sw.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
     sw.add_argument("--models", nargs="*", default=[], choices=sorted(MODELS))
-    for p in (t, lat, sw):
+    mg = sub.add_parser("merge", help="join train files of parallel runs (other --out folders)")
+    mg.add_argument("sources", type=Path, nargs="+")
+    for p in (t, lat, sw, mg):
         p.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.step == "train":
-        train(args.seeds, args.epochs, args.trials, args.models, args.out, tuple(args.methods))
+        train(args.seeds, args.epochs, args.trials, args.models, args.out, tuple(args.methods),
+              tuple(args.budgets))
+    elif args.step == "merge":
+        merge(args.sources, args.out)
     elif args.step == "latency":
         latency(args.out, args.rounds)
     else:
