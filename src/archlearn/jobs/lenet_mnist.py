@@ -129,8 +129,9 @@ def table(results: dict[str, Any]) -> str:
         note = ""
         if row == "budgeted":
             b = first[row]["learned"]["budget"]
-            note = (f"; budget {100 * b['budget']:.0f}% of the {b['kind']}, reached "
-                    f"{100 * b['reached']:.1f}% (seed 0)")
+            note = (f"; budget {100 * b['budget']:.3g}% of the {b['kind']} "
+                    f"({b['target']:,.0f}), reached {100 * b['reached']:.1f}% "
+                    f"({b['reached_count']:,.0f}; seed 0)")
         lines.append(f"{row}: {ratio:.1f}x fewer MACs, {drop:+.2f} points below baseline{note}")
     lines.append("latency: a batch of 256 on the CPU, 1 thread, every row timed together "
                  "(interleaved rounds), median (IQR); on a busy machine compare rows, not runs")
