@@ -50,7 +50,9 @@ def section() -> str:
     p = trained["provenance"]
     timed = _read(LATENCY_JSON)
     lat = _latency_means(timed)
-    out.append(f"Command: `{p['command']}` (commit {(p['git']['commit'] or '?')[:10]}"
+    commands = trained.get("commands") or [p["command"]]
+    out.append(f"Commands (each added rows; `merge` joined parallel runs): "
+               f"{', '.join(f'`{c}`' for c in commands)} (commit {(p['git']['commit'] or '?')[:10]}"
                f"{' + local changes' if p['git']['dirty'] else ''}, torch {p['torch']}, "
                f"{p['machine']}, load average {p['load_average_1min']} at the end). "
                f"Data: {p['data']['split'] if 'split' in p['data'] else p['data']}.\n\n")
