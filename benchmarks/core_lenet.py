@@ -108,7 +108,7 @@ def main() -> None:
         return
     if not args.skip_demo:
         results = lenet_mnist.run(RESULTS / "demo", seeds=args.seeds, epochs=args.epochs,
-                                 progress=False,
+                                 progress=False, budget={"macs": 0.25},
                                  command=f"archlearn run lenet-mnist --seeds {args.seeds}")
         write_json(RESULTS / "core_demo.json", results)
         print(lenet_mnist.table(results))

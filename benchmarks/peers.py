@@ -1,13 +1,15 @@
 """Torch-Pruning structured pruning, as the peers of the comparisons run it.
 
-One prune of every prunable layer's outputs by a uniform ratio (no global pruning, the final
-Linear ignored), with L1 magnitude, first-order Taylor or BatchNorm-scale importance, and a
-bisection of the ratio for a target parameter count.
+One prune of every prunable layer's outputs by a uniform ratio (or, with ``global_pruning``, of
+the least important channels of the whole net; the final Linear ignored), with L1 magnitude,
+first-order Taylor or BatchNorm-scale importance, and a bisection of the ratio for a target
+parameter count (or any other size, e.g. MACs).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch_pruning as tp
@@ -26,8 +28,9 @@ def taylor_grads(dense: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> 
 
 
 def tp_pruned(dense: nn.Module, example: torch.Tensor, ratio: float, importance: str = "l1",
-              grads: dict | None = None) -> nn.Module:
-    """A copy of ``dense`` with every prunable layer's outputs cut by ``ratio``."""
+              grads: dict | None = None, global_pruning: bool = False) -> nn.Module:
+    """A copy of ``dense`` with every prunable layer's outputs cut by ``ratio`` (or ``ratio`` of
+    all channels, the least important first, with ``global_pruning``; no layer loses all)."""
     model = copy.deepcopy(dense)
     was_training = model.training
     final = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
@@ -43,8 +46,9 @@ def tp_pruned(dense: nn.Module, example: torch.Tensor, ratio: float, importance:
     else:
         raise ValueError(importance)
     with torch.enable_grad():
-        pruner = tp.pruner.BasePruner(model, example, importance=imp, global_pruning=False,
-                                      pruning_ratio=ratio, ignored_layers=[final])
+        pruner = tp.pruner.BasePruner(model, example, importance=imp,
+                                      global_pruning=global_pruning, pruning_ratio=ratio,
+                                      max_pruning_ratio=0.95, ignored_layers=[final])
         pruner.step()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
@@ -52,15 +56,16 @@ def tp_pruned(dense: nn.Module, example: torch.Tensor, ratio: float, importance:
 
 
 def prune_to(dense: nn.Module, example: torch.Tensor, target: int, importance: str = "l1",
-             grads: dict | None = None, iterations: int = 20) -> tuple[nn.Module, float]:
-    """Bisect the uniform ratio in [0, 0.99]; the pruned net closest to ``target`` params."""
+             grads: dict | None = None, iterations: int = 20, global_pruning: bool = False,
+             size: Callable[[nn.Module], float] = count_params) -> tuple[nn.Module, float]:
+    """Bisect the ratio in [0, 0.99]; the pruned net whose ``size`` is closest to ``target``."""
     lo, hi = 0.0, 0.99
     best, best_ratio = copy.deepcopy(dense), 0.0
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        model = tp_pruned(dense, example, mid, importance, grads)
-        count = count_params(model)
-        if abs(count - target) < abs(count_params(best) - target):
+        model = tp_pruned(dense, example, mid, importance, grads, global_pruning)
+        count = size(model)
+        if abs(count - target) < abs(size(best) - target):
             best, best_ratio = model, mid
         if count > target:
             lo = mid

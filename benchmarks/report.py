@@ -94,6 +94,17 @@ def bayesopt_section(b: dict | None) -> str:
     return "".join(out)
 
 
+def _demo_latency(m: dict) -> tuple[str, str]:
+    """Latency (median (IQR)) and speed-up cells of a demo row; a JSON written before the rows
+    were timed together (interleaved, ``compare_latency``) has single-shot figures: not shown."""
+    if "latency_iqr_ms" not in m:
+        return STALE_TIMING, NA
+    return f"{m['latency_ms']:.2f} ({m['latency_iqr_ms']:.2f})", f"{m['speedup']:.2f}x"
+
+
+STALE_TIMING = "not yet measured (stale single-shot timing: rerun)"
+
+
 def core_demo() -> str:
     r = _load("core_demo.json")
     out = ["## LeNet-5 on mnist5k: the demo with default options\n"]
@@ -103,23 +114,40 @@ def core_demo() -> str:
     out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs, "
                f"{p['seeds']} seeds, "
                f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n")
-    out.append("| row | architecture (seed 0) | params | MACs | accuracy % | latency ms |\n")
-    out.append("|---|---|---|---|---|---|\n")
-    for row in ("baseline", "learned", "from_scratch"):
+    out.append("| row | architecture (seed 0) | params | MACs | accuracy % | latency ms (IQR) | "
+               "speed-up |\n|---|---|---|---|---|---|---|\n")
+    for row in ("baseline", "learned", "budgeted", "from_scratch"):
+        if row not in r["mean"]:
+            out.append(f"| {row} | not yet measured: rerun `python -m benchmarks.core_lenet` | "
+                       + " | ".join([NA] * 5) + " |\n")
+            continue
         m = r["mean"][row]
         arch = r["runs"][0][row]["architecture"]
+        ms, speedup = _demo_latency(m)
         out.append(f"| {row} | {arch} | {m['params']:.0f} | {m['macs']:.0f} | "
-                   f"{100 * m['accuracy']:.2f} | {m['latency_ms']:.2f} |\n")
+                   f"{100 * m['accuracy']:.2f} | {ms} | {speedup} |\n")
     per_seed = []
     for run in r["runs"]:
         learned, base = run["learned"], run["baseline"]
-        per_seed.append(f"seed {run['seed']}: {learned['architecture']}, {learned['params']} "
-                        f"params, {100 * learned['accuracy']:.1f}% "
-                        f"(baseline {100 * base['accuracy']:.1f}%)")
+        text = (f"seed {run['seed']}: {learned['architecture']}, {learned['params']} "
+                f"params, {100 * learned['accuracy']:.1f}%")
+        if "budgeted" in run:
+            b = run["budgeted"]["learned"]["budget"]
+            text += (f"; budgeted {run['budgeted']['architecture']}, {b['kind']} "
+                     f"{100 * b['reached']:.1f}% of the full model's for a budget of "
+                     f"{100 * b['budget']:.0f}%, {100 * run['budgeted']['accuracy']:.1f}%")
+        per_seed.append(text + f" (baseline {100 * base['accuracy']:.1f}%)")
     out.append("\nPer seed (learned): " + "; ".join(per_seed) + "\n")
-    out.append("\nMNIST is replaced by the bundled mnist5k (4,000 train / 1,000 test real MNIST "
+    budget = p.get("budget")
+    out.append("\nThe *budgeted* row is the same method with `cost` and `budget` of one kind ("
+               + (f"`budget={budget}`" if budget else "not in this JSON") + "); *learned* is "
+               "the paper's unweighted penalty, *from_scratch* its architecture trained again. "
+               "MNIST is replaced by the bundled mnist5k (4,000 train / 1,000 test real MNIST "
                "digits): the paper's figures (99.3% baseline, AL2 40.9K at 99.07%) are on full "
-               "MNIST with 60,000 training images. Latency: a batch of 256 on the CPU, median.\n")
+               "MNIST with 60,000 training images. Latency: a batch of 256 on the CPU, 1 thread, "
+               "every row of a seed timed together in interleaved rounds "
+               "(`archlearn.structure.measure.compare_latency`), median (IQR) averaged over "
+               "seeds; the speed-up is over the baseline of the same measurement.\n")
     out.append("\n![widths against iterations](../benchmarks/results/demo/widths.png)\n")
     return "".join(out)
 
@@ -362,10 +390,11 @@ def render() -> str:
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
             "by the command named in its section; `make results` regenerates this page and "
             "`make bench` reruns everything.\n\n")
-    from benchmarks import report_methods, report_zoo
+    from benchmarks import report_budgets, report_methods, report_minilm, report_seeds, report_zoo
 
-    text += core_demo() + user_loop() + peers() + paper_section()
+    text += core_demo() + user_loop() + peers() + report_budgets.section() + paper_section()
     text += "\n" + report_methods.section() + structure_section() + report_zoo.section()
+    text += report_minilm.section() + report_seeds.section()
     return text
 
 

@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark in turn (about two hours on 2 cores), then docs/RESULTS.md.
+"""`make bench`: every benchmark in turn (about three hours on 2 cores), then docs/RESULTS.md.
 
 Each step writes JSON (and plots) under benchmarks/results; `make results` re-renders the page.
 """
@@ -17,6 +17,13 @@ STEPS = [
     ["-m", "benchmarks.structure_prediction"],
     ["-m", "benchmarks.genetic_search"],
     ["-m", "benchmarks.zoo"],
+    ["-m", "benchmarks.minilm", "fidelity"],
+    ["-m", "benchmarks.minilm", "latency"],
+    ["-m", "benchmarks.switcher", "--seeds", "3", "--epochs", "4", "6", "--jobs", "2"],
+    ["-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"],
+    ["-m", "benchmarks.budgets", "train", "--seeds", "3", "--epochs", "20"],
+    ["-m", "benchmarks.budgets", "sweep", "--seeds", "3"],
+    ["-m", "benchmarks.budgets", "latency"],  # timings: on a quiet machine
     ["-m", "benchmarks.report"],
 ]
 

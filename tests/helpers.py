@@ -31,10 +31,12 @@ def random_gates(learner, generator: torch.Generator, all_off: int | None = 0) -
             d.fill_(float(torch.rand((), generator=generator) > 0.5))
 
 
-def train_in_user_loop(model: nn.Module, splits, method: str, epochs: int = 30, **options):
+def train_in_user_loop(model: nn.Module, splits, method: str, epochs: int = 30,
+                       sgd_lr: float | None = None, **options):
     """The user's own loop (attach, add penalty(), step() after the unchanged optimizer step);
     returns the learner, the shrunk model's test accuracy and the learned widths, after checking
-    that the shrunk model's outputs equal the gated model's."""
+    that the shrunk model's outputs equal the gated model's. The weights train with Adam (lr
+    1e-3), or with plain SGD at ``sgd_lr``."""
     import archlearn as al
 
     loader = torch.utils.data.DataLoader(splits.train, batch_size=64, shuffle=True,
@@ -44,7 +46,8 @@ def train_in_user_loop(model: nn.Module, splits, method: str, epochs: int = 30, 
     if "total_steps" in options:
         options["total_steps"] = epochs * len(loader)
     learner = al.attach(model, splits.train.tensors[0][:1], method=method, **options)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = (torch.optim.SGD(model.parameters(), lr=sgd_lr) if sgd_lr
+                 else torch.optim.Adam(model.parameters(), lr=1e-3))
     for _ in range(epochs):
         model.train()
         for x, y in loader:

@@ -142,3 +142,20 @@ def test_budget_state_round_trips_through_a_checkpoint():
     assert [d.scale.tolist() for d in learner.decisions()] == [
         d.scale.tolist() for d in other.decisions()]
     assert learner.architecture()["budget"] == other.architecture()["budget"]
+
+
+def test_landing_swaps_a_unit_back_in_to_use_the_budget():
+    """LeNet-5, at most 40,000 parameters, every score equal: removing the costliest unit
+    (a conv2 channel, 8,501 parameters through fc1) for a gap of 34 left 31,533; swapping it
+    back in against a cheap conv1 channel lands within a fraction of a percent."""
+    model = models.lenet5()
+    learner = al.attach(model, torch.zeros(1, 1, 28, 28), total_steps=10)
+    with learner.hooks.suspended():
+        cost = build_cost(model, learner.groups, learner.inputs, "params")
+    controller = BudgetController(cost, "params", 40_000, 0, 10)
+    scores = [torch.ones(g.size) for g in learner.groups]
+    decision = [torch.ones(20), torch.cat([torch.ones(4), torch.zeros(46)]), torch.ones(500)]
+    assert cost.of(decision) == 40_034
+    landed = controller.land(decision, scores)
+    assert [int(s.sum()) for s in landed] == [19, 4, 500]
+    assert 0.995 * 40_000 <= cost.of(landed) <= 40_000

@@ -8,8 +8,9 @@ from pathlib import Path
 BIN = Path(sys.executable).parent / "archlearn"
 
 
-def _run(*args, cwd=None):
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def _run(*args, cwd=None, timeout=300):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
 
 
 def test_help_documents_commands():
@@ -23,7 +24,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     for args in (["run", "nope"], ["run", "lenet-mnist", "-o", "lambda1=-1"],
                  ["run", "lenet-mnist", "-o", "bogus=1"], ["run", "lenet-mnist", "-o", "x"],
                  ["run", "lenet-mnist", "--no-such-flag"], ["run", "lenet-mnist", "--seeds", "x"],
-                 ["run", "lenet-mnist", "--epochs"], ["run"]):
+                 ["run", "lenet-mnist", "--epochs"], ["run"],
+                 ["run", "lenet-mnist", "--budget", "flops=0.5"],
+                 ["run", "lenet-mnist", "--budget", "macs"]):
         r = _run(*args, "--out", str(tmp_path / "o"))
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -39,10 +42,19 @@ def test_no_arguments_prints_the_help_and_unknown_command_is_one_line():
 
 
 def test_tiny_demo_run_writes_results(tmp_path):
-    r = _run("run", "lenet-mnist", "--epochs", "1", "--quiet", "--out", str(tmp_path))
+    # four one-epoch trainings and their timing: about a minute on 2 idle cores, several
+    # times that on a loaded machine
+    r = _run("run", "lenet-mnist", "--epochs", "1", "--quiet", "--out", str(tmp_path),
+             "--budget", "macs=0.25", timeout=540)
     assert r.returncode == 0, r.stderr
     assert "baseline" in r.stdout and "learned" in r.stdout
+    assert "budget 25% of the macs (573,250), reached 2" in r.stdout  # budget against reached
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["runs"][0]["learned"]["max_output_difference"] < 1e-4
+    budgeted = results["runs"][0]["budgeted"]
+    assert 0.95 * 0.25 <= budgeted["learned"]["budget"]["reached"] <= 0.25
+    assert budgeted["macs"] == budgeted["learned"]["macs"]
+    row = results["mean"]["baseline"]  # timed together: a median, its spread, the speed-up
+    assert row["speedup"] == 1.0 and row["latency_iqr_ms"] >= 0
     assert results["provenance"]["data"]["train"] == 4000
     assert (tmp_path / "widths.png").stat().st_size > 1000

@@ -24,7 +24,8 @@ lambdas = st.sampled_from(["lambda1", "lambda2", "lambda3", "lambda4", "lr"])
 @st.composite
 def bad_configs(draw):
     config = dict(GOOD)
-    kind = draw(st.sampled_from(["unknown", "type", "range", "option", "option_key", "job"]))
+    kind = draw(st.sampled_from(["unknown", "type", "range", "option", "option_key", "job",
+                                 "budget"]))
     if kind == "unknown":
         config[draw(unknown_key)] = draw(junk)
     elif kind == "type":
@@ -43,6 +44,10 @@ def bad_configs(draw):
         config["options"] = {draw(unknown_key.filter(lambda k: k not in (
             "lambda1", "lambda2", "lambda3", "lambda4", "k", "lr", "width", "depth", "init_width",
             "init_depth", "warmup", "freeze"))): 1}
+    elif kind == "budget":
+        config["budget"] = draw(st.sampled_from([{"flops": 0.5}, {"macs": -1.0}, {"macs": 1.0},
+                                                 {"latency": 2.0}, {"macs": 0.5, "params": 0.5},
+                                                 {"macs": "x"}]))
     else:
         config["job"] = draw(st.text(max_size=10).filter(lambda j: j != "lenet-mnist"))
     return config
@@ -58,6 +63,8 @@ def test_bad_configs_raise_one_clear_error(config):
 
 def test_good_config_passes():
     assert validate_run_config(GOOD).options == {"lambda1": 0.004}
+    assert validate_run_config({**GOOD, "budget": {"params": 40000.0}}).budget == {
+        "params": 40000.0}
 
 
 def test_cli_rejects_bad_config_file_in_one_line(tmp_path):

@@ -2,7 +2,9 @@
 
 Nothing here names a method: a new module in ``archlearn/methods`` is picked up by the registry
 and runs every test below. Method-specific semantics (formulas, schedules) stay in the
-method's own test file.
+method's own test file. The behavioural tests also run each variant a method declares
+(``Method.variants``, e.g. gating single weights instead of units: an unstructured result
+whose zeros are checked instead of removed units).
 """
 
 import io
@@ -16,10 +18,12 @@ from torch import nn
 
 import archlearn as al
 from archlearn import data, models
-from archlearn.methods import REGISTRY, Method, Options, names, register
+from archlearn.methods import REGISTRY, Method, Options, names, register, variants
 from archlearn.methods.base import parse_options
 
 METHODS = names()
+ROWS = variants()  # (label, method, options): every method's defaults, then its variants
+ROW_IDS = [label for label, _, _ in ROWS]
 RUN = {"total_steps": 40, "steps_per_epoch": 10}  # what a run supplies (the schedule lengths)
 
 
@@ -53,13 +57,24 @@ def attach(model, x, method, **options):
     return al.attach(model, x[:1], method=method, **{**RUN, **options})
 
 
+def weight_zeros(learner) -> int:
+    """Single weights an unstructured decision switches off (0 for unit-gating methods)."""
+    return sum(int((s == 0).sum()) for d in learner.decisions() for s in (d.weights or {}).values())
+
+
 def randomise_structure(learner, seed: int) -> None:
     """Random structure parameters: any method's gates then decide a mixed pattern. Methods
-    that read the model's own BatchNorm scales (slimming, morphnet) get some of them near 0."""
+    that read the model's own BatchNorm scales (slimming, morphnet) get some of them near 0.
+
+    A meta-network's own parameters (a method's modules) are perturbed, not replaced: random
+    weights through a deep U-Net give gates of 1e15, where float32 sums differ in the 5th digit.
+    """
+    in_modules = {id(p) for m in learner.method.modules.values() for p in m.parameters()}
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in learner.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 2)
+            noise = torch.randn(p.shape, generator=gen)
+            p.copy_(p * (1 + 0.3 * noise) if id(p) in in_modules else noise * 2)
         for m in learner.model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
                 m.weight.mul_(torch.where(torch.rand(m.weight.shape, generator=gen) < 0.3,
@@ -140,24 +155,37 @@ def test_unknown_option_and_a_fraction_without_total_steps_are_refused(method):
 
 # -- shrinking is exact -----------------------------------------------------------------------
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-@pytest.mark.parametrize("method", METHODS)
-def test_shrunk_model_equals_gated_model(method, family):
+@pytest.mark.parametrize(("label", "method", "options"), ROWS, ids=ROW_IDS)
+def test_shrunk_model_equals_gated_model(label, method, options, family):
     build, shape = FAMILIES[family]
     model = build()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     settle_batchnorm(model, x)
-    learner = attach(model, x, method)
+    learner = attach(model, x, method, **options)
     randomise_structure(learner, seed=3)
     model.train()
     for _ in range(3):  # BatchNorm statistics of a method's own modules, if it has any
         model(x)
     scales = torch.cat([d.scale for d in learner.decisions()])
-    assert (scales == 0).any(), "random structure parameters switched no unit off"
+    unstructured = bool(learner.method.weight_modules)
+    if unstructured:
+        assert weight_zeros(learner) > 0, "random structure parameters switched no weight off"
+    else:
+        assert (scales == 0).any(), "random structure parameters switched no unit off"
     gated = outputs(model, x)
     small = learner.shrink()
     assert torch.allclose(outputs(small, x), gated, atol=1e-5)
-    assert sum(p.numel() for p in small.parameters()) == learner.architecture()["params"]
-    assert learner.architecture()["params"] < sum(p.numel() for p in model.parameters())
+    arch, total = learner.architecture(), sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in small.parameters()) == arch["params"]
+    assert al.measure(small, x, repeats=1)["nonzero_params"] == arch["nonzero_params"]
+    if unstructured:  # the same shapes, exact zeros where the decision put them
+        assert arch["params"] == total and arch["nonzero_params"] < total
+        for name, s in learner.decisions()[0].weights.items():
+            w = small.get_submodule(name).weight
+            assert torch.equal((w == 0).flatten(2).all(-1) if s.dim() < w.dim() else w == 0,
+                               s == 0)
+    else:
+        assert arch["params"] < total
 
 
 # -- the schedule: warm-up and freeze mean the same for every method ---------------------------
@@ -172,12 +200,12 @@ def _train_steps(model, learner, x, y, steps):
         learner.step()
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_warmup_and_freeze(method):
+@pytest.mark.parametrize(("label", "method", "options"), ROWS, ids=ROW_IDS)
+def test_warmup_and_freeze(label, method, options):
     x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
     model = models.mlp(64, [16, 12], 10, batchnorm=True)
     learner = al.attach(model, x[:1], method=method, total_steps=8, steps_per_epoch=2,
-                        warmup=0.25, freeze=0.75)
+                        warmup=0.25, freeze=0.75, **options)
     start = [p.detach().clone() for p in learner.parameters()]
     assert float(learner.penalty()) == 0.0 and learner.method.warming_up
     _train_steps(model, learner, x, y, 2)  # the warm-up: the structure does not move
@@ -187,23 +215,28 @@ def test_warmup_and_freeze(method):
     assert learner.method.frozen and float(learner.penalty()) == 0.0
     fixed = [p.detach().clone() for p in learner.parameters()]
     decided = [d.scale.clone() for d in learner.decisions()]
+    weights = learner.decisions()[0].weights or {}
     _train_steps(model, learner, x, y, 2)  # frozen: fixed gates, the weights fine-tune
     assert all(torch.equal(p, q) for p, q in zip(learner.parameters(), fixed))
     model.train()
     for i, d in enumerate(decided):
         assert torch.equal(learner.method.gate(i), d)
         assert torch.equal(learner.decisions()[i].scale, d)
+    for name, s in weights.items():
+        assert torch.equal(learner.method.weight_gate(name), s)
+        assert torch.equal(learner.decisions()[0].weights[name], s)
     assert learner.method.t == 8
 
 
 # -- checkpoints ------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", METHODS)
-def test_state_dict_round_trip_continues_like_the_original(method):
+@pytest.mark.parametrize(("label", "method", "options"), ROWS, ids=ROW_IDS)
+def test_state_dict_round_trip_continues_like_the_original(label, method, options):
     """Saved mid-run (weights_only), loaded into a fresh attach: the same next steps follow."""
     torch.manual_seed(0)
     x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
     model = models.mlp(64, [16, 12], 10, batchnorm=True)
-    learner = attach(model, x, method, total_steps=12, steps_per_epoch=3, freeze=0.5)
+    options = {"total_steps": 12, "steps_per_epoch": 3, "freeze": 0.5, **options}
+    learner = attach(model, x, method, **options)
     _train_steps(model, learner, x, y, 4)
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "learner": learner.state_dict()}, buffer)
@@ -211,7 +244,7 @@ def test_state_dict_round_trip_continues_like_the_original(method):
     state = torch.load(buffer, weights_only=True)
     clone = models.mlp(64, [16, 12], 10, batchnorm=True)
     clone.load_state_dict(state["model"])
-    other = attach(clone, x, method, total_steps=12, steps_per_epoch=3, freeze=0.5)
+    other = attach(clone, x, method, **options)
     other.load_state_dict(state["learner"])
     assert other.method.t == learner.method.t == 4
     assert torch.allclose(outputs(clone, x), outputs(model, x))
@@ -221,6 +254,9 @@ def test_state_dict_round_trip_continues_like_the_original(method):
         assert torch.equal(p, q)
     assert [d.scale.tolist() for d in learner.decisions()] == [
         d.scale.tolist() for d in other.decisions()]
+    mine, theirs = learner.decisions()[0].weights or {}, other.decisions()[0].weights or {}
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert other.method.frozen and learner.method.frozen
 
 
@@ -237,8 +273,8 @@ def test_state_of_another_model_is_refused_whole(method):
 
 
 # -- the user's own loop, on real data --------------------------------------------------------
-@pytest.mark.parametrize("method", METHODS)
-def test_users_own_loop_learns_a_smaller_accurate_net(method):
+@pytest.mark.parametrize(("label", "method", "options"), ROWS, ids=ROW_IDS)
+def test_users_own_loop_learns_a_smaller_accurate_net(label, method, options):
     """attach, add penalty(), step() after the unchanged optimizer step; shrink is exact."""
     splits = data.load("digits", flatten=True)
     torch.manual_seed(0)
@@ -247,7 +283,7 @@ def test_users_own_loop_learns_a_smaller_accurate_net(method):
     loader = torch.utils.data.DataLoader(splits.train, batch_size=64, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     learner = al.attach(model, splits.train.tensors[0][:1], method=method,
-                        total_steps=epochs * len(loader), steps_per_epoch=len(loader))
+                        total_steps=epochs * len(loader), steps_per_epoch=len(loader), **options)
     keys = list(model.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(epochs):
@@ -264,9 +300,13 @@ def test_users_own_loop_learns_a_smaller_accurate_net(method):
     gated, shrunk = outputs(model, x), outputs(small, x)
     assert torch.allclose(shrunk, gated, atol=1e-5)
     accuracy = (shrunk.argmax(1) == y).float().mean().item()
-    widths = [layer["width"] for layer in learner.architecture()["layers"]]
+    arch = learner.architecture()
+    widths = [layer["width"] for layer in arch["layers"]]
     assert accuracy > 0.9, accuracy
-    assert sum(widths) < 0.9 * (128 + 64), widths
+    if learner.method.weight_modules:  # unstructured: the same shapes, fewer non-zero weights
+        assert arch["nonzero_params"] < 0.9 * arch["params"], arch
+    else:
+        assert sum(widths) < 0.9 * (128 + 64), widths
 
 
 # -- budgets: every method lands on one (see archlearn/budget.py) -----------------------------

@@ -9,7 +9,8 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTIONS = {"With Lightning": "lightning", "With the Hugging Face Trainer": "transformers",
-            "ONNX export": "onnxruntime"}
+            "ONNX export": "onnxruntime", "Distillation: shrinking a pre-trained encoder":
+            "transformers"}
 
 
 def snippet(title: str) -> str:

@@ -1,9 +1,10 @@
 """Gated training under DDP (gloo, 2 CPU processes started by torchrun) stays in sync.
 
-Every registered method, in one launch. Each rank trains on its own shard of the digits, so the
-gates' local gradients differ (checked): only the all-reduce in ``learner.step()`` keeps them
-identical. After training every rank writes its gates, weights, architecture and shrunk model
-to a file; the test compares the two ranks, method by method.
+Every registered method and variant (``archlearn.methods.variants``), in one launch. Each rank
+trains on its own shard of the digits, so the gates' local gradients differ (checked): only the
+all-reduce in ``learner.step()`` keeps them identical. After training every rank writes its
+gates, weights, architecture and shrunk model to a file; the test compares the two ranks,
+variant by variant.
 """
 
 import json
@@ -21,7 +22,7 @@ from torch import nn
 
 import archlearn as al
 from archlearn import distributed
-from archlearn.methods import names
+from archlearn.methods import variants
 
 WORKER = textwrap.dedent(
     """
@@ -37,13 +38,13 @@ WORKER = textwrap.dedent(
 
     import archlearn as al
     from archlearn import data, distributed, models
-    from archlearn.methods import names
+    from archlearn.methods import variants
 
     out = sys.argv[1]
     rank, world = distributed.init()
     assert world == 2 and dist.get_backend() == "gloo"
     splits = data.load("digits", flatten=True)
-    for method in names():
+    for label, method, options in variants():
         torch.manual_seed(100 + rank)  # different initial weights: DDP must broadcast rank 0's
         model = models.mlp(64, [32, 16], 10, batchnorm=True)
         epochs, batch = 3, 32
@@ -51,7 +52,7 @@ WORKER = textwrap.dedent(
         per_epoch = len(DataLoader(splits.train, batch_size=batch, sampler=sampler))
         total = epochs * per_epoch
         learner = al.attach(model, splits.train.tensors[0][:1], method=method,
-                            total_steps=total, steps_per_epoch=per_epoch)
+                            total_steps=total, steps_per_epoch=per_epoch, **options)
         distributed.broadcast_structure(learner)
         ddp = DDP(model)
         optimizer = torch.optim.Adam(ddp.parameters(), lr=3e-3)
@@ -83,8 +84,8 @@ WORKER = textwrap.dedent(
                         for k, v in model.named_parameters()})
         tensors.update({f"small.{k}": v.detach().contiguous()
                         for k, v in small.named_parameters()})
-        safetensors.torch.save_file(tensors, f"{out}/{method}.rank{rank}.safetensors")
-        with open(f"{out}/{method}.rank{rank}.json", "w") as f:
+        safetensors.torch.save_file(tensors, f"{out}/{label}.rank{rank}.safetensors")
+        with open(f"{out}/{label}.rank{rank}.json", "w") as f:
             json.dump({"rank": rank, "in_sync": in_sync, "local_grads_differ": local_grads_differ,
                        "shrunk_exact": exact, "architecture": learner.architecture(),
                        "step": learner.method.t, "total": total,
@@ -119,10 +120,10 @@ def ddp_runs(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("method", names())
-def test_gated_ddp_training_keeps_ranks_identical(ddp_runs, method):
-    meta = [json.loads((ddp_runs / f"{method}.rank{r}.json").read_text()) for r in (0, 1)]
-    tensors = [safetensors.torch.load_file(ddp_runs / f"{method}.rank{r}.safetensors")
+@pytest.mark.parametrize("label", [label for label, _, _ in variants()])
+def test_gated_ddp_training_keeps_ranks_identical(ddp_runs, label):
+    meta = [json.loads((ddp_runs / f"{label}.rank{r}.json").read_text()) for r in (0, 1)]
+    tensors = [safetensors.torch.load_file(ddp_runs / f"{label}.rank{r}.safetensors")
                for r in (0, 1)]
     for m in meta:
         if m["has_parameters"]:

@@ -9,6 +9,7 @@ True
 """
 
 from archlearn import graphs, prune
+from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
 from archlearn.integrations.onnx import export_onnx
 from archlearn.io import load, save
@@ -20,6 +21,7 @@ __all__ = [
     "ArchlearnError",
     "Learner",
     "attach",
+    "distill",
     "export_onnx",
     "graphs",
     "load",

@@ -39,9 +39,12 @@ def run(
     job: Annotated[str, typer.Argument(help="the job to run; `archlearn list` shows them")],
     out: Annotated[str, typer.Option(help="folder for results.json and plots")] = "runs/demo",
     seeds: Annotated[int, typer.Option(help="independent runs; the table shows the mean")] = 1,
-    epochs: Annotated[int, typer.Option(help="epochs for every training run")] = 20,
+    epochs: Annotated[
+        int | None, typer.Option(help="epochs for every training run (lenet-mnist; default 20)")
+    ] = None,
     data_path: Annotated[
-        str | None, typer.Option("--data-path", help="folder of full-MNIST IDX files")
+        str | None, typer.Option("--data-path", help="folder of full-MNIST IDX files "
+                                 "(lenet-mnist) or a text file of sentences (minilm-distill)")
     ] = None,
     option: Annotated[
         list[str] | None,
@@ -50,32 +53,52 @@ def run(
     method: Annotated[
         str, typer.Option(help=f"one of: {', '.join(names())} (see `archlearn list`)")
     ] = "tsrelu",
+    budget: Annotated[
+        str | None, typer.Option(help="size to reach, kind=value, e.g. macs=0.5 (minilm-distill)")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="training batches per model (minilm-distill)")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Run a job, print its table, write results.json and a widths-against-iterations PNG."""
+    """Run a job, print its table, write results.json (and a widths plot where it has one)."""
+    import inspect
+
     from archlearn.config import read_run_config, validate_run_config
 
+    if budget is not None and "=" not in budget:
+        raise ArchlearnError(f"--budget {budget!r} is not of the form kind=value, e.g. macs=0.5")
     if config is not None:
         cfg = read_run_config(config)
         if cfg.job != job:
             raise ArchlearnError(f"config file is for job {cfg.job!r}, not {job!r}")
     else:
-        cfg = validate_run_config({
-            "job": job, "out": out, "seeds": seeds, "epochs": epochs,
-            "data": "mnist-idx" if data_path else "mnist5k", "data_path": data_path,
-            "method": method, "options": _options(option or []),
-        })
+        raw = {"job": job, "out": out, "seeds": seeds, "epochs": epochs, "data_path": data_path,
+               "method": method, "options": _options(option or []),
+               "budget": _options([budget]) if budget else None, "steps": steps}
+        cfg = validate_run_config({k: v for k, v in raw.items() if v is not None})
     from archlearn.jobs import job as find_job
 
     command = "archlearn " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"archlearn run {job}"
     module = find_job(cfg.job)
-    results = module.run(Path(cfg.out), seeds=cfg.seeds, epochs=cfg.epochs, dataset=cfg.data,
-                         path=cfg.data_path, progress=not quiet, options=cfg.options,
-                         method=cfg.method, command=command)
+    settings = {"seeds": cfg.seeds, "epochs": cfg.epochs, "dataset": cfg.data,
+                "path": cfg.data_path, "progress": not quiet, "options": cfg.options,
+                "method": cfg.method, "command": command, "budget": cfg.budget,
+                "steps": cfg.steps}
+    accepted = inspect.signature(module.run).parameters
+    refused = sorted(k for k in ("epochs", "budget", "steps")
+                     if k in cfg.model_fields_set and k not in accepted)
+    if refused:
+        raise ArchlearnError(f"job {cfg.job!r} takes no {', '.join(refused)}")
+    results = module.run(Path(cfg.out), **{k: v for k, v in settings.items()
+                                           if k in accepted and v is not None})
     typer.echo(module.table(results))
+    if "plot" not in results:
+        typer.echo(f"wrote {Path(cfg.out) / 'results.json'}")
+        return
     plot = (f" and {Path(cfg.out) / 'widths.png'}" if results.get("plot")
             else " (no widths plot: matplotlib is not installed)")
     typer.echo(f"wrote {Path(cfg.out) / 'results.json'}{plot}")

@@ -12,10 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archlearn.budget import parse_budget
 from archlearn.errors import ArchlearnError
 from archlearn.methods.base import names, parse_options
 
-DATASETS = ("mnist5k", "mnist-idx")
+DATASETS = ("mnist5k", "mnist-idx", "stdlib-docs", "text-file")
+# the data a job reads when given no path and when given one (its module's ``DATA``)
+DEFAULT_DATA = ("mnist5k", "mnist-idx")
 
 
 class RunConfig(BaseModel):
@@ -30,10 +33,12 @@ class RunConfig(BaseModel):
     out: str = "runs/demo"
     seeds: int = Field(1, ge=1, le=100)
     epochs: int = Field(20, ge=1, le=10_000)
-    data: Literal["mnist5k", "mnist-idx"] = "mnist5k"
+    data: Literal["mnist5k", "mnist-idx", "stdlib-docs", "text-file"] = "mnist5k"
     data_path: str | None = None
     method: str = "tsrelu"
     options: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, float] | None = None
+    steps: int | None = Field(None, ge=1, le=1_000_000)
 
     @field_validator("job")
     @classmethod
@@ -52,6 +57,18 @@ class RunConfig(BaseModel):
         return method
 
     @model_validator(mode="after")
+    def _job_data(self) -> RunConfig:
+        from archlearn.jobs import job
+
+        without, with_path = getattr(job(self.job), "DATA", DEFAULT_DATA)
+        if "data" not in self.model_fields_set:
+            self.data = with_path if self.data_path else without
+        if self.data not in (without, with_path):
+            raise ArchlearnError(f"job {self.job!r} reads data {without!r} or {with_path!r}, "
+                                 f"not {self.data!r}")
+        return self
+
+    @model_validator(mode="after")
     def _method_options(self) -> RunConfig:
         # the run supplies the schedule lengths (the base options); the rest is the user's
         supplied = {"total_steps": 1, "steps_per_epoch": 1}
@@ -60,6 +77,8 @@ class RunConfig(BaseModel):
             raise ArchlearnError(f"option {taken[0]!r} is set by the run (from the epochs and "
                                  "the data); leave it out")
         parse_options(self.method, {**supplied, **self.options})
+        if self.budget is not None:
+            parse_budget(self.budget)
         return self
 
 
@@ -80,8 +99,8 @@ def validate_run_config(raw: Any) -> RunConfig:
         raise ArchlearnError(f"config field {field!r}: {err['msg']}") from None
     except TypeError as exc:  # e.g. non-string keys
         raise ArchlearnError(f"invalid run config: {exc}") from None
-    if config.data == "mnist-idx" and not config.data_path:
-        raise ArchlearnError("config field 'data_path' is required for data 'mnist-idx'")
+    if config.data in ("mnist-idx", "text-file") and not config.data_path:
+        raise ArchlearnError(f"config field 'data_path' is required for data {config.data!r}")
     return config
 
 

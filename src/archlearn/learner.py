@@ -16,9 +16,10 @@ from archlearn.structure.cost import KINDS, CostModel, build_cost
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import as_tuple
 from archlearn.structure.groups import Skipped, UnitGroup, find_groups
-from archlearn.structure.measure import count_macs, count_params
+from archlearn.structure.measure import count_macs, count_nonzero, count_params
 from archlearn.structure.shrink import Decision, shrink
 from archlearn.structure.verify import assert_same_outputs, check_groups
+from archlearn.structure.weight_gates import WeightGateHooks
 
 
 class Learner:
@@ -39,6 +40,7 @@ class Learner:
         self.model, self.inputs, self.method = model, inputs, method
         self.groups, self.skipped = groups, skipped
         self.hooks = GateHooks(model, groups, method.gate, method.depth_gate)
+        self.weight_hooks = WeightGateHooks(model, method.weight_modules, method.weight_gate)
         self._probe = model.get_submodule(groups[0].sites[0].module)
         self._where = (self._weight().device, self._weight().dtype)
         self._follow = model.register_forward_pre_hook(self._follow_model)
@@ -125,7 +127,7 @@ class Learner:
         The recipe that rebuilds it from a fresh instance is kept on it for :func:`archlearn.save`.
         """
         self._follow_model(self.model, ())
-        with self.hooks.suspended():
+        with self.hooks.suspended(), self.weight_hooks.suspended():
             small, recipe = shrink(self.model, self.groups, self.decisions(), self.inputs)
         assert_same_outputs(self.model, small, self.inputs)
         setattr(small, "archlearn_recipe", recipe)  # noqa: B010 (not a module attribute)
@@ -134,11 +136,14 @@ class Learner:
     def architecture(self) -> dict[str, Any]:
         """Kept width of each group, which layers became linear, and the shrunk model's size.
 
-        ``params`` and ``macs`` are counted on the model :meth:`shrink` would return.
+        ``params``, ``nonzero_params`` and ``macs`` are counted on the model :meth:`shrink`
+        would return.
         """
         decisions = self.decisions()
         key = b"".join(d.scale.detach().cpu().numpy().tobytes() + bytes([d.linear])
                        for d in decisions)
+        key += b"".join(w.detach().cpu().numpy().tobytes()
+                        for d in decisions for w in (d.weights or {}).values())
         if self._arch_cache is None or self._arch_cache[0] != key:
             small = self.shrink()
             layers = [
@@ -148,8 +153,10 @@ class Learner:
             arch = {
                 "layers": layers,
                 "params": count_params(small),
+                "nonzero_params": count_nonzero(small),
                 "macs": count_macs(small, self.inputs),
-                "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+                "skipped": [{"name": s.name, "reason": s.reason}
+                            for s in [*self.skipped, *self.method.skipped]],
             }
             if self.method.budget is not None:
                 arch["budget"] = self._budget_report(arch, decisions)
@@ -170,6 +177,7 @@ class Learner:
     def detach(self) -> nn.Module:
         """Remove the gates' hooks; the model is back to what it was before ``attach``."""
         self.hooks.remove()
+        self.weight_hooks.remove()
         self._follow.remove()
         return self.model
 

@@ -2,9 +2,11 @@
 
 The pieces of Stier et al. (arXiv 2107.12917): random graph priors turned into layered DAGs,
 networks whose connectivity is such a DAG (feed-forward or recurrent), the graph of a trained or
-pruned network, the 23 structural features used to predict performance, and the Reber grammar task.
+pruned network, the 23 structural features used to predict performance, and the Reber grammar task;
+and a cell whose nodes are wired by a DAG (deepstruct-style), whose edges a method can learn.
 """
 
+from archlearn.graphs.cell import DagCell, cell_net, complete_dag
 from archlearn.graphs.features import FEATURE_NAMES, features
 from archlearn.graphs.layered import (
     barabasi_albert,
@@ -34,6 +36,9 @@ from archlearn.graphs.sparse import (
 )
 
 __all__ = [
+    "DagCell",
+    "cell_net",
+    "complete_dag",
     "FEATURE_NAMES",
     "features",
     "layered_dag",

@@ -4,7 +4,7 @@ A job is a module with ``run(out: Path, **settings) -> dict`` (writes ``results.
 plots under ``out``) and ``table(results) -> str`` (what the CLI prints).
 
 >>> sorted(JOBS)
-['lenet-mnist']
+['lenet-mnist', 'minilm-distill']
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from archlearn.errors import ArchlearnError
 #: name -> (module, one-line description)
 JOBS: dict[str, tuple[str, str]] = {
     "lenet-mnist": ("archlearn.jobs.lenet_mnist",
-                    "LeNet-5 20-50-500-10 on bundled MNIST: baseline, learned, from scratch"),
+                    "LeNet-5 20-50-500-10 on bundled MNIST: baseline, learned, budgeted, "
+                    "from scratch"),
+    "minilm-distill": ("archlearn.jobs.minilm_distill",
+                       "all-MiniLM-L6-v2 shrunk by distillation, against truncation and "
+                       "Torch-Pruning"),
 }
 
 

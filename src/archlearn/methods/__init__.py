@@ -9,10 +9,10 @@ True
 import importlib
 import pkgutil
 
-from archlearn.methods.base import REGISTRY, Method, Options, names, register
+from archlearn.methods.base import REGISTRY, Method, Options, names, register, variants
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["REGISTRY", "Method", "Options", "names", "register"]
+__all__ = ["REGISTRY", "Method", "Options", "names", "register", "variants"]

@@ -8,8 +8,10 @@ the comparison benchmark pick the method up by its name.
 
 What a method implements (abstract members, documented below): the gate of a group of coupled
 units (:meth:`Method.unit_scale`, and :meth:`Method.depth_scale` where a layer may become
-linear), its regularizer (:meth:`Method.regularizer`), one update of its structure parameters
-(:meth:`Method.update`) and the decision that shrinking reads (:meth:`Method.decision`).
+linear; :meth:`Method.weight_scale` for unstructured methods, on the layers they list in
+``weight_modules``), its regularizer (:meth:`Method.regularizer`), one update of its structure
+parameters (:meth:`Method.update`) and the decision that shrinking reads
+(:meth:`Method.decision`).
 
 What the base owns, the same for every method:
 
@@ -48,7 +50,7 @@ from torch import nn
 from archlearn.budget import BudgetController
 from archlearn.errors import ArchlearnError
 from archlearn.structure.cost import CostModel
-from archlearn.structure.groups import UnitGroup
+from archlearn.structure.groups import Skipped, UnitGroup
 from archlearn.structure.shrink import Decision
 
 REGISTRY: dict[str, type[Method[Any]]] = {}
@@ -137,6 +139,18 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
+def variants() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every registered method with its defaults, then each variant it declares:
+    ``(label, method, options)``, the rows of the shared contract test.
+
+    >>> ("tsrelu", "tsrelu", {}) in variants()
+    True
+    """
+    return [(f"{name}:{label}" if label else name, name, options)
+            for name in names()
+            for label, options in [("", {}), *REGISTRY[name].variants.items()]]
+
+
 def parse_options(method: str, options: dict[str, Any]) -> Options:
     """Validate options for a method; one clear ``ArchlearnError`` naming the bad key otherwise."""
     if method not in REGISTRY:
@@ -191,6 +205,9 @@ class Method(ABC, Generic[O]):
     name: ClassVar[str]
     Options: ClassVar[type[Options]]
     controlled: ClassVar[bool] = False  # the penalty's complexity term uses strength()
+    # option sets beside the defaults that change what is gated (units or single weights):
+    # the shared contract test runs each of them too
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
     default_cost: ClassVar[str] = "units"  # what a unit costs when attach is given no cost
 
     def __init__(self, model: nn.Module, groups: list[UnitGroup], options: O) -> None:
@@ -202,6 +219,9 @@ class Method(ABC, Generic[O]):
         self.optimizer: torch.optim.Optimizer | None = None
         self.t = 0  # learner.step() calls so far
         self.frozen_decisions: list[Decision] | None = None
+        self._frozen_weights: dict[str, torch.Tensor] = {}
+        self.weight_modules: list[str] = []  # layers gated per weight (unstructured methods)
+        self.skipped: list[Skipped] = []  # what the method cannot gate, listed by architecture()
         self.phase = WARMUP if self._warmup_steps() > 0 else ACTIVE
         self.cost: CostModel | None = None
         self.budget: BudgetController | None = None
@@ -221,6 +241,12 @@ class Method(ABC, Generic[O]):
 
         ``None`` (the default) for methods or groups that do not learn depth.
         """
+        return None
+
+    def weight_scale(self, name: str) -> torch.Tensor | None:
+        """Elementwise scale of layer ``name``'s weight, one of ``weight_modules`` (the weight's
+        shape, or ``[out, in]`` for a conv); the layer computes with ``W * scale``. Decisions
+        carry them in ``Decision.weights``. ``None`` (the default): the plain weight."""
         return None
 
     @abstractmethod
@@ -265,8 +291,7 @@ class Method(ABC, Generic[O]):
 
     def soft_alive(self, i: int) -> torch.Tensor:
         """How alive each unit of group ``i`` is, in [0, 1], for the budget controller: the
-        decision by default; a method whose units fade out gradually (a gate sliding toward its
-        threshold) says so, and the controller sees a removal coming before it happens."""
+        decision by default; a method with an expected count of alive units (l0) gives it."""
         return (self.decision()[i].scale.detach() != 0).to(self.dtype)
 
     def unit_score(self, i: int) -> torch.Tensor:
@@ -368,10 +393,17 @@ class Method(ABC, Generic[O]):
             return self._frozen_depth[i]
         return self.depth_scale(i)
 
+    def weight_gate(self, name: str) -> torch.Tensor | None:
+        """The weight scale the forward pass applies to layer ``name`` now."""
+        if self.frozen_decisions is not None:
+            return self._frozen_weights.get(name)
+        return self.weight_scale(name)
+
     def decided(self) -> list[Decision]:
         """The decision shrinking uses now: the frozen one after the freeze."""
         if self.frozen_decisions is not None:
-            return [Decision(d.scale.clone(), d.linear) for d in self.frozen_decisions]
+            return [Decision(d.scale.clone(), d.linear, _moved(d.weights))
+                    for d in self.frozen_decisions]
         return self.decision()
 
     def penalty(self) -> torch.Tensor:
@@ -400,16 +432,18 @@ class Method(ABC, Generic[O]):
     def freeze_now(self) -> None:
         """Fix the structure at the current decision (the schedule calls this at ``freeze``)."""
         with torch.no_grad():
-            decisions = [Decision(d.scale.detach().to(self.device).clone(), d.linear)
+            decisions = [Decision(d.scale.detach().to(self.device).clone(), d.linear,
+                                  _moved(d.weights, self.device))
                          for d in self.decision()]
             if self.budget is not None:  # land on the budget by the method's ranking
                 scores = [self.unit_score(i) for i in range(len(self.groups))]
                 scales = self.budget.land([d.scale for d in decisions], scores)
-                decisions = [Decision(s, d.linear) for s, d in zip(scales, decisions)]
+                decisions = [Decision(s, d.linear, d.weights) for s, d in zip(scales, decisions)]
         self._set_frozen(decisions)
 
     def _set_frozen(self, decisions: list[Decision]) -> None:
         self.frozen_decisions = decisions
+        self._frozen_weights = {k: v for d in decisions for k, v in (d.weights or {}).items()}
         one = torch.ones((), device=self.device, dtype=self.dtype)
         self._frozen_depth = [one if d.linear else None for d in decisions]
         self.phase = FROZEN
@@ -441,7 +475,7 @@ class Method(ABC, Generic[O]):
             # load_state_dict casts every state tensor to its parameter's device and dtype
             self.optimizer.load_state_dict(self.optimizer.state_dict())
         if self.frozen_decisions is not None:
-            self._set_frozen([Decision(d.scale.to(device), d.linear)
+            self._set_frozen([Decision(d.scale.to(device), d.linear, _moved(d.weights, device))
                               for d in self.frozen_decisions])
         self.moved()
         return self
@@ -466,6 +500,7 @@ class Method(ABC, Generic[O]):
             "frozen": None if frozen is None else {
                 "scales": [d.scale.detach().clone() for d in frozen],
                 "linear": [d.linear for d in frozen],
+                "weights": {k: v.detach().clone() for k, v in self._frozen_weights.items()},
             },
             "extra": self.extra_state(),
             "budget": None if self.budget is None else self.budget.state(),
@@ -484,8 +519,11 @@ class Method(ABC, Generic[O]):
         self.t = int(state["t"])
         frozen = state.get("frozen")
         if frozen is not None:
-            self._set_frozen([Decision(s.to(self.device, self.dtype), bool(lin))
-                              for s, lin in zip(frozen["scales"], frozen["linear"])])
+            decisions = [Decision(s.to(self.device, self.dtype), bool(lin))
+                         for s, lin in zip(frozen["scales"], frozen["linear"])]
+            if frozen.get("weights") and decisions:
+                decisions[0].weights = _moved(frozen["weights"], self.device)
+            self._set_frozen(decisions)
         else:
             self.frozen_decisions = None
             self._set_phase()
@@ -517,4 +555,16 @@ class Method(ABC, Generic[O]):
             if shapes != [(g.size,) for g in self.groups]:
                 raise ArchlearnError(f"{self.name} structure state does not fit this model: frozen "
                                      f"decision shapes {shapes}")
+            foreign = sorted(set(frozen.get("weights") or {}) - set(self.weight_modules))
+            if foreign:
+                raise ArchlearnError(f"{self.name} structure state does not fit this model: frozen "
+                                     f"weight scales of layers {foreign}")
         self.check_extra_state(state.get("extra") or {})
+
+
+def _moved(weights: dict[str, torch.Tensor] | None,
+           device: torch.device | None = None) -> dict[str, torch.Tensor] | None:
+    """A copy of a decision's weight scales (on ``device``), or ``None``."""
+    if weights is None:
+        return None
+    return {k: v.detach().to(device or v.device).clone() for k, v in weights.items()}

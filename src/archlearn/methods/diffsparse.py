@@ -1,11 +1,11 @@
-"""Differentiable sparsification (Yognjin Lee, arXiv 1910.03201), structured: units of a layer.
+"""Differentiable sparsification (Yognjin Lee, arXiv 1910.03201): units, single weights, cells.
 
 The full text was not reachable and no public code exists (research/PAPERS.md, paper 4), so the
 formulation follows the abstract's promise -- "zero out unimportant parameters by directly
 optimizing a regularized objective with SGD", no pruning or soft-thresholding step -- and the
 recollected equations, with the decisions below recorded as ours.
 
-Per group of ``n`` coupled units, architecture parameters ``beta`` (``n`` reals, start 0):
+Per group of ``n`` components, architecture parameters ``beta`` (``n`` reals, start 0):
 
     alpha_i = exp(beta_i),   a_i = alpha_i / sum_j alpha_j          (a softmax: on the simplex)
     g_i = relu(a_i - tau),   tau = threshold / n                     (exact zeros)
@@ -42,9 +42,25 @@ Design decisions (ours):
 * ``beta`` has its own optimizer (Adam by default, ``optimizer="sgd"`` for the paper's plain SGD).
 * Optional ``freeze`` (the base schedule, a fraction of ``total_steps``): after it the gates are
   fixed and the penalty is 0, so the weights fine-tune to the final architecture. Default: never.
-* Only the structured mode (units/channels) is implemented. The paper's unstructured mode
-  (individual connections) produces masks the shrinking pipeline cannot turn into smaller dense
-  layers; use ``archlearn.prune`` for unstructured sparsity.
+
+What a group is (``mode``), the paper's three uses:
+
+* ``"units"`` (default): the coupled units of a layer (channels); a unit's scale multiplies its
+  channels at the consumers' inputs, and zeros remove units (a smaller dense model).
+* ``"weights"`` (unstructured): the weights of one output unit -- a row of a Linear's weight, all
+  ``in x kh x kw`` inputs of a conv filter -- of every Linear/Conv layer, the output layer
+  included. Each weight gets ``scale``; the layer computes with ``W * scale``
+  (``structure/weight_gates.py``), and shrinking folds it: exact zeros, kept by a mask, in a
+  model of the same shapes (``nonzero_params`` in ``architecture()`` and ``al.measure``).
+  Regularizer: per layer, the *mean* of its rows' normalised terms, so each layer weighs at
+  most 1 as a group does in ``"units"`` (the same ``lam`` then means about the same pressure).
+  ``beta`` with plain SGD needs a learning rate tuned per layer width (a weight's share is
+  about ``1/n``, and so is its gradient); the default Adam does not.
+* ``"cell"``: the incoming edges of each node of a cell whose modules declare ``node_inputs()``
+  (:class:`archlearn.graphs.DagCell`: per node, its conv and the input channels each edge
+  feeds). An edge's scale multiplies its block of the node's weights; exact zeros cut edges,
+  and the cell's learned connectivity is read off the shrunk model
+  (``DagCell.learned_graph()``). A node keeps at least one input (``renorm="max"``).
 """
 
 from __future__ import annotations
@@ -54,11 +70,16 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from archlearn.errors import ArchlearnError
 from archlearn.methods.base import Method, Options, register
 from archlearn.structure.shrink import Decision
+from archlearn.structure.weight_gates import gateable_layers, weight_of
 
 
 class DiffSparseOptions(Options):
+    mode: Literal["units", "weights", "cell"] = Field(
+        "units", description="groups: units of a layer, a unit's weights, a cell node's inputs"
+    )
     lam: float = Field(5.0, ge=0, description="weight of the l_p regularizer")
     p: float = Field(0.5, gt=0, lt=1, description="exponent of the regularizer, 0 < p < 1")
     threshold: float = Field(
@@ -72,45 +93,109 @@ class DiffSparseOptions(Options):
     lr: float = Field(1e-2, gt=0, description="learning rate of beta")
 
 
+def _scale(shares: torch.Tensor, options: DiffSparseOptions) -> torch.Tensor:
+    """Thresholded, renormalised scales of groups along the last dimension of ``shares``."""
+    n = shares.shape[-1]
+    g = torch.relu(shares - options.threshold / n)
+    if options.renorm == "max":
+        return g / g.amax(-1, keepdim=True)
+    return g * (n / g.sum(-1, keepdim=True))
+
+
+def _lp(shares: torch.Tensor, options: DiffSparseOptions) -> torch.Tensor:
+    """``||a||_p^p`` of each group along the last dimension (normalised by ``n^(1-p)``)."""
+    term = shares.pow(options.p).sum(-1)
+    return term / shares.shape[-1] ** (1 - options.p) if options.normalize else term
+
+
 @register
 class DiffSparse(Method[DiffSparseOptions]):
-    """Softmax-normalised, thresholded unit scales with an l_p (p < 1) regularizer."""
+    """Softmax-normalised, thresholded scales with an l_p (p < 1) regularizer."""
 
     name = "diffsparse"
     Options = DiffSparseOptions
+    variants = {"weights": {"mode": "weights"}}  # "cell" needs a DagCell: test_method_diffsparse
 
     def __init__(self, model, groups, options: DiffSparseOptions) -> None:
         super().__init__(model, groups, options)
         o = options
-        self.beta = [self.new_param(f"{g.name}.beta", self.full(g.size, 0.0)) for g in groups]
+        self.beta: list[torch.Tensor] = []
+        self.blocks: dict[str, torch.Tensor] = {}  # cell mode: input channel -> edge index
+        if o.mode == "units":
+            self.beta = [self.new_param(f"{g.name}.beta", self.full(g.size, 0.0))
+                         for g in groups]
+        elif o.mode == "weights":
+            self.weight_modules = gateable_layers(model)
+            for name in self.weight_modules:
+                w = weight_of(model, name)
+                self.beta.append(self.new_param(f"{name}.beta",
+                                                self.full((w.shape[0], w[0].numel()), 0.0)))
+        else:
+            self._cell_groups(model)
+        self.index = {name: i for i, name in enumerate(self.weight_modules)}
         if o.optimizer == "adam":
             self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr)
         else:
             self.optimizer = torch.optim.SGD(self.parameters(), lr=o.lr)
 
+    def _cell_groups(self, model) -> None:
+        """One group per node of every module declaring ``node_inputs()``: its input edges."""
+        for prefix, module in model.named_modules():
+            if not callable(getattr(module, "node_inputs", None)):
+                continue
+            for rel, edges in module.node_inputs().items():
+                name = f"{prefix}.{rel}" if prefix else rel
+                weight = weight_of(model, name)
+                edge_of = torch.full((weight.shape[1],), -1, dtype=torch.long,
+                                     device=weight.device)
+                for e, (_, start, stop) in enumerate(edges):
+                    edge_of[start:stop] = e
+                if (edge_of < 0).any():
+                    raise ArchlearnError(f"node_inputs of {name!r} leave input channels out")
+                self.weight_modules.append(name)
+                self.blocks[name] = edge_of
+                self.beta.append(self.new_param(f"{name}.beta", self.full(len(edges), 0.0)))
+        if not self.weight_modules:
+            raise ArchlearnError(
+                "diffsparse mode 'cell' needs a module with node_inputs() "
+                "(e.g. archlearn.graphs.DagCell); this model has none"
+            )
+
     def shares(self, i: int) -> torch.Tensor:
-        """``a = softmax(beta)`` of group ``i`` (sums to 1)."""
-        return torch.softmax(self.beta[i], dim=0)
+        """``a = softmax(beta)`` of group(s) ``i`` (each sums to 1 along the last dimension)."""
+        return torch.softmax(self.beta[i], dim=-1)
+
+    def _scale(self, i: int) -> torch.Tensor:
+        return _scale(self.shares(i), self.options)
+
+    def weight_scale(self, name: str) -> torch.Tensor:
+        scale = self._scale(self.index[name])
+        w = weight_of(self.model, name)
+        if self.options.mode == "cell":  # one scale per edge -> its block of input channels
+            edge_of = self.blocks[name]
+            if edge_of.device != scale.device:
+                self.blocks[name] = edge_of = edge_of.to(scale.device)
+            return scale[edge_of].expand(w.shape[0], -1)
+        return scale.reshape(w.shape)
 
     def unit_scale(self, i: int) -> torch.Tensor:
-        n = self.groups[i].size
-        g = torch.relu(self.shares(i) - self.options.threshold / n)
-        if self.options.renorm == "max":
-            return g / g.max()
-        return g * (n / g.sum())
+        if self.options.mode != "units":
+            return self.full(self.groups[i].size, 1.0)
+        return self._scale(i)
 
     def regularizer(self) -> torch.Tensor:
         o = self.options
         total = self.full((), 0.0)
         if o.lam == 0:
             return total
-        for i, g in enumerate(self.groups):
-            term = self.shares(i).pow(o.p).sum()
-            if o.normalize:
-                term = term / g.size ** (1 - o.p)
-            total = total + term
+        for i in range(len(self.beta)):
+            total = total + _lp(self.shares(i), o).mean()  # "weights": mean of a layer's rows
         return o.lam * total
 
     def decision(self) -> list[Decision]:
         with torch.no_grad():
-            return [Decision(scale=self.unit_scale(i).clone()) for i in range(len(self.groups))]
+            if self.options.mode == "units":
+                return [Decision(scale=self._scale(i).clone()) for i in range(len(self.groups))]
+            out = [Decision(scale=self.full(g.size, 1.0)) for g in self.groups]
+            out[0].weights = {n: self.weight_scale(n).clone() for n in self.weight_modules}
+            return out

@@ -96,8 +96,6 @@ class L0(Method[L0Options]):
         # the noise's own generator (on the CPU: the same draws on every device), checkpointed
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr)
-        self.threshold = math.log(-o.gamma / o.zeta)  # eval gate > 0 iff log_alpha above it
-        self.horizon = max(init - self.threshold, 0.0) / o.lr
 
     def eval_gate(self, i: int) -> torch.Tensor:
         """The deterministic test-time gate of group ``i`` (differentiable in ``log_alpha``)."""
@@ -153,16 +151,10 @@ class L0(Method[L0Options]):
         return self.log_alpha[i].detach().clone()
 
     def soft_alive(self, i: int) -> torch.Tensor:
-        # the eval gate is non-zero above this log_alpha; look one travel time ahead (from the
-        # initial log_alpha to it at the optimizer's full pace), see archlearn/budget.py
-        ahead = self.controller().ahead(i, self.log_alpha[i], self.horizon)
-        return (ahead > self.threshold).to(self.dtype)
-
-    def update(self) -> None:
-        before = [a.detach().clone() for a in self.log_alpha] if self.budget else []
-        super().update()
-        for i, a in enumerate(before):
-            self.controller().observe(i, a, self.log_alpha[i])
+        # the budget's controller reads the expected cost (P(gate != 0) per unit), as CoFi's
+        # Lagrangian does: it moves with log_alpha at once, where the eval gate's zeros come
+        # only after log_alpha has travelled from its start to the threshold
+        return self.prob_nonzero(i).detach()
 
     def extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

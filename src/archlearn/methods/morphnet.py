@@ -105,7 +105,6 @@ class MorphNet(Method):
             raise ArchlearnError(
                 f"morphnet found no unit scale (source={options.source!r}: BatchNorm after the "
                 f"gated layers, or their producing weights) in groups {[g.name for g in groups]}")
-        self._last: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             self.reference: list[float] = [
                 1.0 if s is None else max(float(self._raw(i).mean()), 1e-12)
@@ -179,10 +178,6 @@ class MorphNet(Method):
                     continue
                 shrunk = (s - lam * self.unit_weights(i)).clamp_min(0.0)
                 self._rescale(i, torch.where(s > 0, shrunk / s.clamp_min(1e-12), 0.0))
-                if self.budget is not None:
-                    if i in self._last:
-                        self.controller().observe(i, self._last[i], shrunk)
-                    self._last[i] = shrunk.clone()
 
     def _rescale(self, i: int, factor: torch.Tensor) -> None:
         """Multiply unit ``u``'s gamma (or producing weight rows) by ``factor[u]``."""
@@ -196,12 +191,3 @@ class MorphNet(Method):
                 shape = [1] * m.weight.dim()
                 shape[h.weight_out_dim] = -1
                 m.weight.mul_(factor.to(m.weight).view(shape))
-
-    def soft_alive(self, i: int) -> torch.Tensor:
-        # a scale is moved by the user's optimizer at its own pace: look ahead to the freeze
-        s = self.scale(i)
-        if s is None:
-            return self.full(self.groups[i].size, 1.0)
-        left = max(self.options.freeze * self.options.total_steps - self.t, 0.0)
-        ahead = self.controller().ahead(i, s, left)
-        return (ahead > self.options.threshold * ahead.max()).to(self.dtype)

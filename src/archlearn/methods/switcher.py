@@ -1,78 +1,139 @@
 """The switcher network (Han, Liu, Hai & Duan, arXiv 2110.05954): gates read off the weights.
 
-A small meta-network per gated group reads the weights of the group's consumer layer and outputs
-one non-negative scale per unit; the gate multiplies the layer's input, ``y = (x * g) W``. The
-meta-network ends with BatchNorm + ReLU, which is what makes a scale exactly 0. The task network
+A meta-network (a *switcher*) per gated layer reads the layer's weights and outputs
+non-negative scales whose last BatchNorm + ReLU makes some of them exactly 0. The task network
 and the switchers are trained alternately, by epoch, on the same task loss; there is no sparsity
-term (``penalty()`` is 0). ``decision()`` returns the scales computed in eval mode (BatchNorm with
-running statistics): zeros remove units, the rest are folded into the consumers' weights.
+term (``penalty()`` is 0). ``decision()`` returns the scales computed in eval mode (BatchNorm
+with running statistics). Two variants, as the official code (``hanmengqiaoyx/
+Mining_Knowledge_of_Weights``, the "Optimal_Model_Neurons" and "_Connections" folders):
 
-Design decisions (ours; the official code is ``hanmengqiaoyx/Mining_Knowledge_of_Weights``):
+* ``variant="neurons"`` (default): one scale per unit of each coupled group, on the inputs of
+  the group's consumers, ``y = (x * g) W``; zeros remove units (a smaller dense model).
+  What the switcher reads, as in the code: for a group made by a convolution, that conv's
+  filters ``[out, in, kh, kw]``, reduced per kernel by small convs to an ``out x in`` map (one
+  row per filter: the code gates whole filters); for a group made by a Linear, its first
+  consumer's fan-out weights, one row per unit (the code gates a Linear's inputs reading the
+  rows of its ``W[in, out]``; after a flatten a unit's ``k`` columns are concatenated). The map
+  goes through the U-Net, then the row head (a ``1 x L`` conv, BN, ReLU, a 1x1 conv, BN, ReLU).
+* ``variant="connections"``: a gate map shaped like each Linear's weight, or ``[out, in]`` for
+  a conv (one gate per kernel), from the U-Net on ``W`` (a Linear's read as its ``W[in, out]``
+  image, as the code stores it; a conv's kernel-reduced map); the layer computes with ``W * G``
+  (``structure/weight_gates.py``). Every Linear/Conv layer is gated, the first and the output
+  layer included, as in the code. Shrinking folds ``G`` into ``W``: an unstructured-sparse model
+  of the same shapes whose zeros are kept by a mask; ``architecture()`` and ``al.measure``
+  report its ``nonzero_params``.
 
-* The meta-network. The authors feed the whole weight matrix as an image through a U-Net, then a
-  "row" convolution whose kernel spans one row (one input unit's fan-out weights) with 32
-  channels, BN, ReLU, a 1x1 convolution to one channel, BN, ReLU. We keep that head and drop the
-  U-Net: per unit, its fan-out vector ``f_u`` goes through
-  ``Linear(L, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, 1) -> BatchNorm1d -> ReLU``, the
-  units of the group forming the batch (as the row convolution's BN normalises over the rows).
-  The U-Net lets a unit's gate see the other units' weights; here it only does through the
-  BatchNorm statistics.
-* What it reads: the first consumer of the group (``group.sites[0]``). For a Linear ``W[out, in]``
-  a unit's fan-out is its column; after a flatten (one conv channel feeding ``k`` features) the
-  ``k`` columns are concatenated; for a convolution ``W[out, in, kh, kw]`` the unit's kernels are
-  flattened (``L = out * kh * kw``) rather than reduced by the authors' small learned convs. The
-  weights are not detached: in weight epochs the task loss also reaches ``W`` through the
-  switcher, as in the official code.
-* The switchers' BatchNorms follow ``model.training``: batch statistics over the units in
-  training, running statistics in eval mode and in ``decision()`` (as in the official code). Since
-  the "batch" is always the same set of units, the running statistics only lag the batch ones;
-  using batch statistics in eval mode too changed neither widths nor accuracy in a trial on
-  digits, so the paper's form is kept.
-* Groups of one unit are not gated (BatchNorm needs more than one example per batch).
-* Schedule: a warm-up of plain training first, with no gate at all (the base schedule's
-  ``warmup``, a fraction of ``total_steps``; the official LeNet code warms up 4 epochs, its MLP
-  code none, which is the default here), then epochs alternate, starting with a switcher epoch:
-  in a switcher epoch only the switchers learn (their SGD, lr 0.1, no weight decay), in a weight
-  epoch only the weights (the switchers' optimizer does not step). Without a sparsity term the
-  width is set mostly by the units the final BN + ReLU closes when the gates switch on and the
-  switcher epochs do not reopen. Short epochs hurt: on digits the net is barely trained after
-  one warm-up epoch and the gated net's accuracy drops in the first switcher epochs; give the
-  method enough epochs. Measured: docs/RESULTS.md, "Each method's defaults and variants on
-  digits" (``python -m benchmarks.method_settings``).
+The meta-networks are in ``switcher_nets.py``. Design decisions (ours):
+
+* ``meta="mlp"`` (neurons only) keeps the simplified switcher this package shipped first: per
+  unit, its consumer fan-out row through ``Linear -> BN -> ReLU -> Linear -> BN -> ReLU``, the
+  units of a group forming the batch, and no U-Net (a unit's gate sees the other units only
+  through the BatchNorm statistics). It is much cheaper; ``benchmarks/switcher.py`` compares
+  both in docs/RESULTS.md.
+* The code also gates the 784 input pixels (its first layer's inputs) in the neuron variant; we
+  gate hidden units only (an input is not a unit of the network's architecture).
+* The switcher reads the weights detached: the task loss reaches ``W`` only through the layer.
+  In the code it also flows back through the switcher (``weights_grad=True``); with the code's
+  SGD at lr 0.1 that made LeNet-300-100 diverge (NaN weights in epoch 3, seed 0, 1 thread):
+  the switcher's first BatchNorm divides the small weights by their small spread and multiplies
+  their gradient by as much. In the code the switchers' BatchNorm affine parameters are never
+  frozen and also learn in weight epochs (an oversight, we think); here the whole switcher is
+  frozen in weight epochs.
+* The switchers' BatchNorms normalise with the statistics of their own input in eval mode too
+  (``stats="batch"``, default). The code keeps running averages and uses them in eval mode
+  (``stats="running"``); but a switcher's "batch" is always the whole weight map, so its
+  statistics are a function of the weights, and using them makes the decision the very gates
+  the weights last trained with. Running averages lag them: after a few updates the decided
+  gates of a fresh switcher had no zero at all where the training gates had half. In eval mode
+  without autograd the gates are cached until a weight, switcher parameter or statistic
+  changes.
+* Groups of one unit and maps of one value are not gated (BatchNorm needs two values), nor
+  attention heads (no reader for them); `architecture()["skipped"]` lists each with its reason.
+* The gates are unbounded (a ReLU): the switcher learns to amplify some weights, up to about 20
+  times on LeNet-300-100, and an SGD step on ``W`` then moves ``W * G`` by ``G**2`` times as
+  much. With the code's SGD at lr 0.1 that diverged (NaN in epoch 14 of 30, connections);
+  clipping the weights' gradient norm (at 5) kept the run finite.
+* Schedule (the code's): a warm-up of plain training with no gate at all (the base schedule's
+  ``warmup``, a fraction of ``total_steps``: the LeNet code warms up 4 epochs, its MLP code
+  none, the default), then epochs alternate starting with ``start``: in a switcher epoch only
+  the switchers learn (their SGD, lr 0.1, no weight decay), in a weight epoch only the weights.
+  The LeNet code is ``warmup=4/epochs, start="switcher"`` (the default ``start``), the MLP
+  code ``start="weights"``. ``milestones`` (fractions of ``total_steps``) multiply the
+  switchers' learning rate by 0.1 at each, the code's MultiStep decay (50 and 75 of 100 epochs:
+  ``(0.5, 0.75)``); the task network's optimizer and its decay are the user's. Give the method
+  enough epochs: a gated net barely trained loses accuracy in its first switcher epochs. The
+  base ``freeze`` fixes the gates at the switchers' eval output and lets the weights train on.
 * Freezing the weights without touching the user's loop: in a switcher epoch the user's optimizer
   still steps, so the method takes a snapshot of every model parameter at the first training
-  forward of the epoch and writes it back after each step (``update``). Taking it lazily, at
-  a forward rather than at ``attach`` or at the end of the previous epoch, means weights loaded
-  after ``attach`` or from a checkpoint are the ones kept. Costs: the backward pass still computes
-  the weights' gradients, the user's Adam moments see them, and BatchNorm running statistics of
-  the model keep updating (as in the official code).
+  forward of the epoch and writes it back after each step (``update``). Taking it lazily, at a
+  forward, means weights loaded after ``attach`` or from a checkpoint are the ones kept. Costs:
+  the backward pass still computes the weights' gradients, the user's Adam moments see them,
+  and BatchNorm running statistics of the model keep updating (as in the code).
 * Epochs are counted with ``steps_per_epoch`` (required: the learner does not see the data
-  loader). ``total_steps`` is needed only for a ``warmup`` or a ``freeze`` (the base schedule:
-  after ``freeze`` the gates are fixed at the switchers' eval output and the weights train on).
-* The "connections" variant (a gate per weight) is not implemented: it does not shrink layers.
+  loader); ``total_steps`` is needed for a ``warmup``, a ``freeze`` or ``milestones``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from archlearn.errors import ArchlearnError
 from archlearn.methods.base import Method, Options, register
+from archlearn.methods.switcher_nets import KernelReducer, RowHead, UNet, UnitMLP
+from archlearn.structure.groups import Skipped
 from archlearn.structure.shrink import Decision
+from archlearn.structure.weight_gates import gateable_layers, weight_of
+
+ONE_VALUE = "one unit or one weight (its BatchNorm needs two values)"
 
 
 class SwitcherOptions(Options):
     steps_per_epoch: int = Field(gt=0, description="learner.step() calls per epoch (required)")
-    hidden: int = Field(32, gt=0, description="width of the switcher's hidden layer")
+    variant: Literal["neurons", "connections"] = Field(
+        "neurons", description="gate units (a smaller dense net) or single weights (sparse)"
+    )
+    meta: Literal["unet", "mlp"] = Field(
+        "unet", description="the official U-Net switcher, or the simplified per-unit MLP"
+    )
+    start: Literal["switcher", "weights"] = Field(
+        "switcher", description="which side learns in the first epoch of the alternation"
+    )
     lr: float = Field(0.1, gt=0, description="SGD learning rate of the switchers")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum of the switchers")
+    milestones: tuple[float, ...] = Field(
+        (), description="fractions of total_steps where the switchers' lr is multiplied by 0.1"
+    )
+    unet_depth: int | None = Field(
+        None, gt=0, le=6, description="pooling levels of the U-Net (default: the code's choice)"
+    )
+    unet_base: int = Field(8, gt=0, description="channels of the U-Net's first level")
+    hidden: int = Field(32, gt=0, description="width of the simplified switcher's hidden layer")
     init_bias: float = Field(
         0.0, description="initial bias of the final BatchNorm (0: about half the gates open)"
     )
+    weights_grad: bool = Field(
+        False, description="let the task loss reach W through the switcher too (the code does)"
+    )
+    stats: Literal["batch", "running"] = Field(
+        "batch", description="switchers' BatchNorm in eval: the weight map's own statistics, "
+        "or running averages (the code)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.meta == "mlp" and self.variant == "connections":
+            raise ValueError("meta 'mlp' gates units only; use variant 'neurons' or meta 'unet'")
+        if self.milestones and self.total_steps is None:
+            raise ValueError("total_steps is required when milestones are set")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones are fractions in (0, 1), got {self.milestones}")
+        return self
 
 
 class _Reader:
@@ -109,85 +170,167 @@ class _Reader:
         return cols.transpose(0, 1).reshape(self.index.shape[0], -1)
 
 
-def _switcher(length: int, hidden: int, init_bias: float) -> nn.Sequential:
-    net = nn.Sequential(
-        nn.Linear(length, hidden, bias=False),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, 1, bias=False),
-        nn.BatchNorm1d(1),
-        nn.ReLU(),
-    )
-    final = net[4]
-    assert isinstance(final, nn.BatchNorm1d)
-    with torch.no_grad():
-        final.bias.fill_(init_bias)
-    return net
+class _Switcher(nn.Module):
+    """``read()`` (from the model's weights) -> [reducer] -> net -> [post] -> scales."""
+
+    def __init__(self, read: Callable[[], torch.Tensor], net: nn.Module,
+                 reducer: nn.Module | None = None, post: Callable | None = None) -> None:
+        super().__init__()
+        self.net, self.reducer = net, reducer
+        self._read, self._post = read, post  # plain attributes: the model is not a submodule
+
+    def forward(self, weights_grad: bool = False) -> torch.Tensor:
+        x = self._read()
+        x = (x if weights_grad else x.detach()).to(next(self.net.parameters()).dtype)
+        if self.reducer is not None:
+            x = self.reducer(x)
+        out = self.net(x)
+        return self._post(out) if self._post else out
+
+
+def _final_bn(net: nn.Module) -> nn.modules.batchnorm._BatchNorm:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][-1]
+
+
+def _batch_statistics(net: nn.Module) -> None:
+    """BatchNorms that normalise with the statistics of their input, in eval mode too."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
 
 
 @register
 class Switcher(Method[SwitcherOptions]):
-    """Per-group meta-networks mapping consumer weights to unit scales, trained alternately."""
+    """Per-layer meta-networks mapping weights to unit or weight scales, trained alternately."""
 
     name = "switcher"
     Options = SwitcherOptions
+    variants = {"connections": {"variant": "connections"}, "simplified": {"meta": "mlp"}}
 
     def __init__(self, model, groups, options: SwitcherOptions) -> None:
         super().__init__(model, groups, options)
-        o = options
-        self.readers: dict[int, _Reader] = {}
-        self.nets: dict[int, nn.Sequential] = {}
-        self.ungated: list[str] = []
-        for i, g in enumerate(groups):
-            site = g.sites[0]
-            module = model.get_submodule(site.module)
-            if g.size < 2 or g.kind != "channels":  # BatchNorm needs two units; heads: no reader
-                self.ungated.append(g.name)
+        self.nets: dict[str, _Switcher] = {}  # by group name (neurons) or layer name
+        self.ungated: list[str] = []  # listed with the reason in architecture()["skipped"]
+        if options.variant == "neurons":
+            candidates = [(g.name, self._unit_switcher(g)) for g in groups]
+        else:
+            candidates = [(n, self._weight_switcher(n)) for n in gateable_layers(model)]
+        for key, net in candidates:
+            if isinstance(net, str):
+                self.ungated.append(key)
+                self.skipped.append(Skipped(key, f"switcher: {net}"))
                 continue
-            try:
-                reader = _Reader(module, site.channels, site.units, g.size)
-            except ValueError:
-                self.ungated.append(g.name)
-                continue
-            self.readers[i] = reader
-            self.nets[i] = self.new_module(g.name, _switcher(reader.length, o.hidden,
-                                                             o.init_bias))
+            with torch.no_grad():
+                _final_bn(net.net).bias.fill_(options.init_bias)
+            if options.stats == "batch":
+                _batch_statistics(net)
+            self.nets[key] = self.new_module(key, net)
         if not self.nets:
             raise ArchlearnError(
-                f"switcher: no group can be gated (groups of one unit: {self.ungated})"
+                f"switcher: nothing can be gated (groups or maps of one value: {self.ungated})"
             )
-        self.optimizer = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=o.momentum)
+        if options.variant == "connections":
+            self.weight_modules = list(self.nets)
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=options.lr,
+                                         momentum=options.momentum)
         self._snapshot: list[torch.Tensor] | None = None
+        self._cache: dict[str, tuple[tuple, torch.Tensor]] = {}
         self.switching = self.switcher_phase(0)
+
+    # meta-networks --------------------------------------------------------------------------
+    def _unet(self, shape: tuple[int, int]) -> UNet:
+        return UNet(shape, self.options.unet_depth, self.options.unet_base)
+
+    def _unit_switcher(self, g) -> _Switcher | str:
+        """The switcher of group ``g``, or why it has none."""
+        if g.size < 2:
+            return ONE_VALUE
+        if g.kind != "channels":
+            return f"no reader for {g.kind} (only channels of Linear/Conv layers are read)"
+        root = self.model.get_submodule(g.name)
+        if self.options.meta == "unet" and isinstance(root, nn.modules.conv._ConvNd):
+            w = weight_of(self.model, g.name)  # one row per filter: [out, in] after the reduction
+            reducer = KernelReducer(w.shape[1], tuple(w.shape[2:]))
+            unet = self._unet((w.shape[0], w.shape[1]))
+            return _Switcher(lambda: weight_of(self.model, g.name),
+                             nn.Sequential(unet, RowHead(w.shape[1])), reducer)
+        site = g.sites[0]
+        try:
+            reader = _Reader(self.model.get_submodule(site.module), site.channels, site.units,
+                             g.size)
+        except ValueError as e:
+            return str(e)
+        if self.options.meta == "mlp":
+            return _Switcher(reader, UnitMLP(reader.length, self.options.hidden))
+        unet = self._unet((g.size, reader.length))
+        return _Switcher(lambda: reader()[None, None], nn.Sequential(unet, RowHead(reader.length)))
+
+    def _weight_switcher(self, name: str) -> _Switcher | str:
+        """The switcher of layer ``name``'s weight, or why it has none."""
+        w = weight_of(self.model, name)
+        out, cin = w.shape[:2]
+        if out * cin < 2:
+            return ONE_VALUE
+        if isinstance(self.model.get_submodule(name), nn.Linear):  # the code's W[in, out]
+            return _Switcher(lambda: weight_of(self.model, name).t()[None, None],
+                             self._unet((cin, out)), post=lambda g: g[0, 0].t())
+        return _Switcher(lambda: weight_of(self.model, name), self._unet((out, cin)),
+                         KernelReducer(cin, tuple(w.shape[2:])), post=lambda g: g[0, 0])
 
     # schedule -------------------------------------------------------------------------------
     def switcher_phase(self, t: int) -> bool:
         """Whether step ``t`` trains the switchers (and freezes the weights).
 
-        Epochs count from the end of the warm-up and alternate, starting with a switcher epoch.
+        Epochs count from the end of the warm-up and alternate, starting with ``start``.
         """
         first = math.ceil(self._warmup_steps())
-        return t >= first and ((t - first) // self.options.steps_per_epoch) % 2 == 0
+        epoch = (t - first) // self.options.steps_per_epoch
+        return t >= first and epoch % 2 == (0 if self.options.start == "switcher" else 1)
 
     def advanced(self) -> None:
         self.switching = self.switcher_phase(self.t)
         if not self.switching:
             self._snapshot = None
 
-    # gates ----------------------------------------------------------------------------------
-    def _scales(self, i: int, train: bool) -> torch.Tensor:
-        net = self.nets[i]
-        net.train(train)
-        return net(self.readers[i]().to(self.device, self.dtype)).flatten()
+    def _lr(self) -> float:
+        o = self.options
+        total = o.total_steps or 0  # set whenever there are milestones (validated)
+        passed = sum(self.t >= m * total for m in o.milestones)
+        return o.lr * 0.1**passed
 
-    def unit_scale(self, i: int) -> torch.Tensor:
-        size = self.groups[i].size
-        if i not in self.nets or self.warming_up:  # warm-up: plain training, no gate at all
-            return self.full(size, 1.0)
+    # gates ----------------------------------------------------------------------------------
+    def _versions(self, key: str) -> tuple:
+        net = self.nets[key]
+        tensors = [*self.model.parameters(), *net.parameters(), *net.buffers()]
+        return tuple(t._version for t in tensors)
+
+    def _scales(self, key: str, train: bool) -> torch.Tensor:
+        net = self.nets[key]
+        if train or torch.is_grad_enabled():
+            net.train(train)
+            return net(self.options.weights_grad)
+        versions = self._versions(key)  # eval without autograd: cached until something moves
+        hit = self._cache.get(key)
+        if hit is None or hit[0] != versions:
+            net.train(False)
+            self._cache[key] = (versions, net(False))
+        return self._cache[key][1]
+
+    def _gate(self, key: str) -> torch.Tensor:
         training = self.model.training
         if training and self.switching and self._snapshot is None:
             self._snapshot = [p.detach().clone() for p in self.model.parameters()]
-        return self._scales(i, training)
+        return self._scales(key, training)
+
+    def unit_scale(self, i: int) -> torch.Tensor:
+        name = self.groups[i].name
+        if self.options.variant == "connections" or name not in self.nets or self.warming_up:
+            return self.full(self.groups[i].size, 1.0)  # warm-up: plain training, no gate
+        return self._gate(name)
+
+    def weight_scale(self, name: str) -> torch.Tensor | None:
+        return None if self.warming_up else self._gate(name)
 
     def regularizer(self) -> torch.Tensor:
         return self.full((), 0.0)  # no sparsity term: the task loss alone trains the switchers
@@ -195,25 +338,35 @@ class Switcher(Method[SwitcherOptions]):
     def update(self) -> None:
         if not self.switching:
             return
+        assert self.optimizer is not None
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
         super().update()
         if self._snapshot is not None:  # a switcher epoch: the weights do not move
             with torch.no_grad():
                 for p, saved in zip(self.model.parameters(), self._snapshot):
                     p.copy_(saved)
 
+    def _eval_scales(self, key: str) -> torch.Tensor:
+        was = self.nets[key].training
+        scale = self._scales(key, train=False).clone()
+        self.nets[key].train(was)
+        return scale
+
     def decision(self) -> list[Decision]:
-        out = []
         with torch.no_grad():
-            for i, g in enumerate(self.groups):
-                if i in self.nets and not self.warming_up:
-                    was = self.nets[i].training
-                    scale = self._scales(i, train=False).clone()
-                    self.nets[i].train(was)
-                else:
-                    scale = self.full(g.size, 1.0)
-                out.append(Decision(scale=scale))
-        return out
+            if self.options.variant == "connections":
+                out = [Decision(scale=self.full(g.size, 1.0)) for g in self.groups]
+                if not self.warming_up:
+                    out[0].weights = {k: self._eval_scales(k) for k in self.weight_modules}
+                return out
+            return [
+                Decision(scale=self._eval_scales(g.name) if g.name in self.nets
+                         and not self.warming_up else self.full(g.size, 1.0))
+                for g in self.groups
+            ]
 
     def load_extra_state(self, state) -> None:
         self._snapshot = None
+        self._cache.clear()
         self.switching = self.switcher_phase(self.t)

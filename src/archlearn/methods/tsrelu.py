@@ -109,9 +109,6 @@ class TSReLU(Method[TSReLUOptions]):
             if g.name in self.learn_depth:
                 self.d[i] = self.new_param(f"{g.name}.d", self.full((), o.init_depth))
         self.optimizer = torch.optim.Adam(self.parameters(), lr=o.lr) if self.params else None
-        # a budget's controller looks one gate travel ahead (from init_width to the threshold
-        # at the optimizer's full pace), see archlearn/budget.py
-        self.horizon = (o.init_width - 0.5) / o.lr
 
     def unit_scale(self, i: int) -> torch.Tensor:
         w = self.w.get(i)
@@ -146,19 +143,10 @@ class TSReLU(Method[TSReLUOptions]):
         return total
 
     def update(self) -> None:
-        before = {i: w.detach().clone() for i, w in self.w.items()} if self.budget else {}
         super().update()
         with torch.no_grad():
             for p in self.parameters():
                 p.clamp_(0.0, 1.0)
-        for i, w in before.items():
-            self.controller().observe(i, w, self.w[i])
-
-    def soft_alive(self, i: int) -> torch.Tensor:
-        w = self.w.get(i)
-        if w is None:
-            return self.full(self.groups[i].size, 1.0)
-        return (self.controller().ahead(i, w, self.horizon) >= 0.5).to(w.dtype)
 
     def unit_score(self, i: int) -> torch.Tensor:
         w = self.w.get(i)

@@ -1,4 +1,4 @@
-"""Counting parameters and multiply-accumulates, and timing a forward pass on the CPU."""
+"""Counting parameters (all, and non-zero) and multiply-accumulates; timing a CPU forward pass."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from archlearn.structure.graph import as_tuple, preserved_mode, run_model
@@ -18,6 +19,28 @@ from archlearn.structure.graph import as_tuple, preserved_mode, run_model
 def count_params(model: nn.Module) -> int:
     """Trainable and frozen parameters (buffers such as BatchNorm statistics excluded)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def count_nonzero(model: nn.Module) -> int:
+    """Parameters that are not exactly zero (a parametrized weight counts as it is computed).
+
+    >>> layer = nn.Linear(3, 1)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.zero_()
+    >>> count_nonzero(layer) == int(layer.bias.ne(0).sum())
+    True
+    """
+    total = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, parametrize.ParametrizationList):
+                continue  # counted through the module it parametrizes
+            tensors = [p for _, p in module.named_parameters(recurse=False)]
+            if parametrize.is_parametrized(module):
+                names = list(cast(nn.ModuleDict, module.parametrizations))
+                tensors += [getattr(module, n) for n in names]
+            total += sum(int(t.ne(0).sum()) for t in tensors)
+    return total
 
 
 def layer_macs(model: nn.Module, example_inputs) -> dict[str, int]:
@@ -149,21 +172,23 @@ def latency_ms(model: nn.Module, example_inputs, *, repeats: int = 30,
 
 
 def measure(model: nn.Module, example_inputs, *, repeats: int = 30, threads: int = 1) -> dict:
-    """``{"params", "macs", "latency_ms", "latency_iqr_ms"}`` on a batch of example inputs.
+    """``{"params", "nonzero_params", "macs", "latency_ms", "latency_iqr_ms"}`` on a batch.
 
     ``macs`` is for one example; bias additions are not multiply-accumulates (see
-    :func:`layer_macs`): ``nn.Linear(10, 5)`` is 10 * 5 = 50. The latency is the median (and
-    interquartile range) over ``repeats`` rounds with ``threads`` threads
+    :func:`layer_macs`): ``nn.Linear(10, 5)`` is 10 * 5 = 50. They are the dense computation's:
+    a sparse layer's zeros count too (``nonzero_params`` says how sparse the model is). The
+    latency is the median (and interquartile range) over ``repeats`` rounds with ``threads`` threads
     (:func:`compare_latency`); to compare models, time them together with
     :func:`compare_latency`, on a quiet machine.
 
     >>> m = nn.Linear(10, 5)
     >>> r = measure(m, torch.zeros(8, 10))
-    >>> r["params"], r["macs"]
-    (55, 50)
+    >>> r["params"], r["nonzero_params"], r["macs"]
+    (55, 55, 50)
     """
     return {
         "params": count_params(model),
+        "nonzero_params": count_nonzero(model),
         "macs": count_macs(model, example_inputs),
         **_latency_fields(compare_latency({"model": model}, example_inputs, threads=threads,
                                           rounds=repeats)["model"]),

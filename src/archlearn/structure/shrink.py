@@ -24,16 +24,23 @@ from archlearn.structure.graph import dependency_graph, layer, set_module
 from archlearn.structure.groups import UnitGroup
 from archlearn.structure.handlers import handler_for
 from archlearn.structure.merge import merge, merged_cost
+from archlearn.structure.weight_gates import fold, keep_zeros
 
 RECIPE_FORMAT = "archlearn.recipe/1"
 
 
 @dataclass
 class Decision:
-    """What a method decided for one group: per-unit scale (0 removes the unit) and linearity."""
+    """What a method decided for one group: per-unit scale (0 removes the unit) and linearity.
+
+    ``weights``: elementwise scales of whole layers (layer name -> the weight's shape, or
+    ``[out, in]`` for a conv), from unstructured methods; folded into the weights, whose zeros
+    the shrunk model then keeps (see ``weight_gates.py``). Any decision may carry them.
+    """
 
     scale: torch.Tensor
     linear: bool = False
+    weights: dict[str, torch.Tensor] | None = None
 
     @property
     def kept(self) -> torch.Tensor:
@@ -92,6 +99,8 @@ def shrink(
     """A smaller copy of ``model`` (which must carry no hooks) and the recipe that rebuilds it."""
     small = copy.deepcopy(model)
     fold_scales(small, groups, decisions)
+    scaled = {k: v for d in decisions for k, v in (d.weights or {}).items()}
+    fold(small, scaled)
     steps = plan(groups, decisions)
     apply_steps(small, steps, inputs)
     merges = []
@@ -109,17 +118,19 @@ def shrink(
             apply_steps(small, [step], inputs)
             merges.append(step)
             merged_into[site.consumer] = producer
+    masks = [{"op": "mask", "modules": sorted(scaled)}] if scaled else []
+    keep_zeros(small, sorted(scaled))
     recipe = {
         "format": RECIPE_FORMAT,
         "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
                    for t in inputs],
-        "steps": steps + merges,
+        "steps": steps + merges + masks,
     }
     return small, recipe
 
 
 def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Tensor, ...]):
-    """Apply recipe steps in place (identity, prune, merge), in order."""
+    """Apply recipe steps in place (identity, prune, merge, mask), in order."""
     dg = None
     for step in steps:
         op = step["op"]
@@ -149,6 +160,8 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
                 if name:
                     set_module(model, name, nn.Identity())
             dg = None
+        elif op == "mask":  # replayed before loading: containers for the saved masks
+            keep_zeros(model, step["modules"], placeholder=True)
         else:
             raise ValueError(f"unknown recipe step {op!r}")
     return model

@@ -1,0 +1,152 @@
+"""all-MiniLM-L6-v2 shrunk by archlearn against layer truncation and Torch-Pruning, 3 seeds.
+
+    python -m benchmarks.minilm fidelity   # the job for seeds 0, 1, 2 -> minilm.json
+    python -m benchmarks.minilm latency    # re-time the architectures -> minilm_latency.json
+
+The first runs ``archlearn run minilm-distill`` (``archlearn.jobs.minilm_distill``) with its
+defaults for each seed: archlearn's shrunk MiniLM, the first 3 and first 4 layers, Torch-Pruning
+at archlearn's MACs and the original, each distilled with the same batches, steps and loss, and
+scored once on the test sentences. It records per seed and as means: MACs, parameters, mean
+cosine and top-10 neighbour agreement with the teacher, and per seed whether archlearn's figure
+beats each baseline's. The seeds run one after the other and the JSON is rewritten after each
+(a cut-short run keeps its finished seeds, and says how many). Models and per-seed files go
+under ``--work`` (not committed). The job's own latency figures are taken on whatever machine
+runs it (few rounds here); RESULTS.md publishes only the second command's.
+
+The second needs only that JSON: it rebuilds every architecture of every seed (the original
+weights, the recorded heads and FFN widths per layer, or the first k layers; latency depends on
+shapes, not on trained values) and times them together (``compare_latency``: interleaved
+rounds, fixed threads, median and quartiles) at batch 32 x 128 and 1 x 128 tokens. Timings
+are only meaningful on a quiet machine: run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from archlearn.io import write_json
+
+RESULTS = Path(__file__).parent / "results"
+OUT = RESULTS / "minilm.json"
+LATENCY_OUT = RESULTS / "minilm_latency.json"
+BASELINES = ("first-3-layers", "first-4-layers", "torch-pruning")
+FIGURES = ("cosine", "topk_agreement")
+
+
+def compare(results: dict) -> dict:
+    """Mean, standard deviation and per-seed wins of archlearn against each baseline."""
+    runs = results["runs"]
+    spread = {}
+    for name in runs[0]["rows"]:
+        spread[name] = {k: statistics.stdev([r["rows"][name][k] for r in runs])
+                        if len(runs) > 1 else 0.0 for k in FIGURES}
+    wins = {}
+    for base in BASELINES:
+        if base not in runs[0]["rows"]:
+            continue
+        wins[base] = {k: sum(r["rows"]["archlearn"][k] > r["rows"][base][k] for r in runs)
+                      for k in FIGURES}
+        wins[base]["mean_difference"] = {
+            k: results["mean"]["archlearn"][k] - results["mean"][base][k] for k in FIGURES}
+    return {"sd": spread, "wins": wins, "seeds": len(runs)}
+
+
+def run_job(args) -> None:
+    from archlearn.jobs import minilm_distill
+
+    budget = dict([args.budget.split("=")]) if args.budget else None
+    budget = {k: float(v) for k, v in budget.items()} if budget else None
+    command = "python -m benchmarks.minilm " + " ".join(sys.argv[1:])
+    runs, seconds = [], 0.0
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        results = minilm_distill.run(Path(args.work), seeds=1, first_seed=seed,
+                                     steps=args.steps, budget=budget, progress=not args.quiet,
+                                     command=command, latency_rounds=args.rounds)
+        results.pop("models")
+        runs += results["runs"]
+        seconds += results["seconds"]
+        # one JSON for the seeds done so far, rewritten after each seed
+        results["runs"], results["seconds"] = runs, seconds
+        results["provenance"]["seeds"] = len(runs)
+        results["provenance"]["seeds_planned"] = args.seeds
+        results["mean"] = minilm_distill.mean_over_seeds(runs)
+        results["comparison"] = compare(results)
+        write_json(args.out, results)
+        print(minilm_distill.table(results), flush=True)
+        print(f"wrote {args.out} ({len(runs)} of {args.seeds} seeds)", flush=True)
+
+
+def rebuild(row: dict, original, example):
+    """A model of the recorded shape: the original's weights, the first units of each layer."""
+    from archlearn.models.bert import keeping, truncated
+
+    if row["layers"] < len(list(original.encoder.layer)):
+        return truncated(original, row["layers"])
+    return keeping(original, [list(range(h)) for h in row["heads"]],
+                   [list(range(f)) for f in row["ffn"]], example)
+
+
+def run_latency(args) -> None:
+    import json
+
+    import torch
+
+    from archlearn.jobs.minilm_distill import evaluate
+    from archlearn.models.pretrained import load_minilm
+    from archlearn.provenance import provenance
+
+    recorded = json.loads(Path(args.out).read_text())
+    original = load_minilm().eval()
+    example = torch.full((1, 128), 1000)
+    models = {"original": original}
+    for r in recorded["runs"]:
+        for name, row in r["rows"].items():
+            if name != "original":
+                models[f"{name} seed {r['seed']}"] = rebuild(row, original, example).eval()
+    start = time.perf_counter()
+    timing = evaluate.latency(models, rounds=args.rounds, threads=args.threads)
+    command = "python -m benchmarks.minilm " + " ".join(sys.argv[1:])
+    payload = {"provenance": provenance(command, threads=args.threads, rounds=args.rounds,
+                                        from_results=str(args.out)),
+               "latency": timing, "seconds": time.perf_counter() - start}
+    write_json(args.latency_out, payload)
+    for shape, result in timing.items():
+        for name, m in result.items():
+            print(f"{shape:8} {name:<26} {m['median_ms']:9.1f} ms "
+                  f"[{m['q1_ms']:.1f}, {m['q3_ms']:.1f}]  x{m['speedup']:.2f}")
+    print(f"wrote {args.latency_out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", nargs="?", choices=("fidelity", "latency"), default="fidelity")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="default: the job's")
+    parser.add_argument("--budget", default=None, help="e.g. macs=0.45 (default: the job's)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="latency rounds (default: 3 in the fidelity step, 10 in latency)")
+    parser.add_argument("--threads", type=int, default=2, help="latency threads")
+    parser.add_argument("--work", default="runs/minilm-bench")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--latency-out", default=str(LATENCY_OUT))
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    if args.step == "latency":
+        args.rounds = args.rounds or 10
+        run_latency(args)
+    else:
+        args.rounds = args.rounds or 3
+        if args.steps is None:
+            from archlearn.jobs.minilm_distill import DEFAULT_STEPS
+
+            args.steps = DEFAULT_STEPS
+        run_job(args)
+
+
+if __name__ == "__main__":
+    main()

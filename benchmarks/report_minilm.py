@@ -1,0 +1,101 @@
+"""The docs/RESULTS.md section of ``benchmarks.minilm`` (called by ``benchmarks.report``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+ORDER = ("original", "archlearn", "first-3-layers", "first-4-layers", "torch-pruning")
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _widths(values: list[int]) -> str:
+    return " ".join(str(v) for v in values)
+
+
+def _seeds(p: dict) -> str:
+    """Which seeds the figures cover, and whether the run stopped before all it planned."""
+    done, planned = p["seeds"], p.get("seeds_planned", p["seeds"])
+    cut = f", of {planned} planned: the run was stopped early" if done < planned else ""
+    return f"seeds 0 to {done - 1}{cut}" if done > 1 else f"seed 0 only{cut}"
+
+
+def section() -> str:
+    from benchmarks.report import source
+
+    out = ["\n## all-MiniLM-L6-v2 shrunk, its sentence embeddings kept\n\n"]
+    r = _load("minilm.json")
+    if r is None:
+        return "".join(out) + "_Not run yet: `python -m benchmarks.minilm fidelity`._\n"
+    p = r["provenance"]
+    data = p["data"]
+    out.append(
+        f"Command: `{p['command']}` ({source(p)}; the job `archlearn run minilm-distill` for "
+        f"{_seeds(p)}; {p['steps']} distillation steps of {p['batch_size']} "
+        f"sentences per model, method {p['method']}, budget {p['budget']}; torch {p['torch']}, "
+        f"{p['machine']}). Data: {data['name']}, {data['split']}; {data['sizes']['train']} "
+        f"train / {data['sizes']['valid']} validation / {data['sizes']['test']} test sentences "
+        f"(sha256 of the test split {data['sha256']['test']}); every figure below is on the test "
+        f"sentences, read once per model.\n\n")
+    out.append("| model | heads per layer (seed 0) | FFN per layer (seed 0) | params | MACs | "
+               "cosine | top-10 agreement |\n|---|---|---|---|---|---|---|\n")
+    first = r["runs"][0]["rows"]
+    full = r["mean"]["original"]["macs"]
+    sd = r["comparison"]["sd"]
+    seeds = r["comparison"]["seeds"]
+
+    def spread(value: float, digits: int) -> str:  # no spread from a single seed
+        return f" ± {value:.{digits}f}" if seeds > 1 else ""
+
+    for name in ORDER:
+        if name not in r["mean"]:
+            continue
+        m, row = r["mean"][name], first[name]
+        out.append(f"| {name} | {_widths(row['heads'])} | {_widths(row['ffn'])} | "
+                   f"{m['params'] / 1e6:.2f}M | {100 * m['macs'] / full:.1f}% | "
+                   f"{m['cosine']:.4f}{spread(sd[name]['cosine'], 4)} | "
+                   f"{m['topk_agreement']:.3f}{spread(sd[name]['topk_agreement'], 3)} |\n")
+    over = (f"Mean ± standard deviation over {seeds} seeds" if seeds > 1
+            else "**One seed only: no spread, not yet the acceptance's mean of 3**")
+    out.append(f"\n{over}. MACs: one "
+               f"128-token sentence (100% = {full / 1e6:,.1f} M). Cosine: mean cosine "
+               "similarity of the mean-pooled embedding to the teacher's; top-10 agreement: the "
+               "share of each test sentence's 10 nearest test sentences that the student and "
+               "the teacher have in common.\n\n")
+    wins = r["comparison"]["wins"]
+    lines = []
+    for base, w in wins.items():
+        d = w["mean_difference"]
+        lines.append(f"{base}: cosine {d['cosine']:+.4f} (better in {w['cosine']} of "
+                     f"{r['comparison']['seeds']} seeds), top-10 {d['topk_agreement']:+.3f} "
+                     f"(better in {w['topk_agreement']})")
+    out.append("archlearn against each baseline (mean difference): " + "; ".join(lines) + ".\n")
+    out.append(_latency())
+    return "".join(out)
+
+
+def _latency() -> str:
+    from benchmarks.report import source
+
+    t = _load("minilm_latency.json")
+    if t is None:
+        return ("\nLatency: _not measured on a quiet machine yet: "
+                "`python -m benchmarks.minilm latency`._\n")
+    p = t["provenance"]
+    out = [f"\nCPU latency, `{p['command']}` ({source(p, timings=True)}; {p['threads']} threads, "
+           f"{p['rounds']} interleaved rounds, 3 times as many at batch 1; median [quartiles]; "
+           "speed-up = the original's median over the model's):\n\n"
+           "| model | batch 32 x 128 tokens, ms | speed-up | batch 1 x 128, ms | speed-up |\n"
+           "|---|---|---|---|---|\n"]
+    b32, b1 = t["latency"]["b32x128"], t["latency"]["b1x128"]
+    for name in b32:
+        a, b = b32[name], b1[name]
+        out.append(f"| {name} | {a['median_ms']:.0f} [{a['q1_ms']:.0f}, {a['q3_ms']:.0f}] | "
+                   f"{a['speedup']:.2f}x | {b['median_ms']:.1f} [{b['q1_ms']:.1f}, "
+                   f"{b['q3_ms']:.1f}] | {b['speedup']:.2f}x |\n")
+    return "".join(out)

@@ -1,0 +1,280 @@
+"""The job ``archlearn run minilm-distill``: all-MiniLM-L6-v2, shrunk, its embeddings kept.
+
+For each seed:
+
+1. **Data.** Sentences of the running Python's standard-library documentation
+   (:func:`archlearn.data.text.load_text`) or of ``--data-path file.txt``; fixed
+   train/validation/test split by a hash of each sentence. Training batches of 32 sentences at
+   their natural length (grouped by length, padded per batch, seeded order); the teacher's
+   outputs for them are computed once and shared by every student.
+2. **archlearn.** The pre-trained model gets the method's gates on its attention heads and FFN
+   neurons (``al.attach`` with ``budget``, default ``{"macs": 0.45}``: 45% of the MACs of a
+   128-token sentence, which measured about 2.1x faster at batch 32 x 128 on this CPU), is
+   distilled from the frozen original (:func:`archlearn.distill`: cosine of the mean-pooled
+   embedding, plus hidden states layer by layer) for ``steps`` batches, is shrunk and saved
+   (``models/archlearn``: safetensors + recipe + config.json).
+3. **Baselines**, distilled with the same batches, steps, loss and schedule
+   (``training.py``): the first ``k`` layers for each ``k`` in ``truncate`` (default 3 and 4),
+   Torch-Pruning's heads/FFN pruning at archlearn's MACs (``baselines.py``), and the
+   unpruned original.
+4. **Figures** (``evaluate.py``): layers, heads and FFN neurons per layer, parameters, MACs,
+   mean cosine and top-10 neighbour agreement with the teacher on the *test* sentences (read
+   once, at the end), and CPU latency at batch 32 x 128 and 1 x 128 tokens, interleaved, with
+   its spread (``archlearn.structure.measure.compare_latency``).
+
+Every saved model reloads with ``al.load(dir, model=BertModel(BertConfig.from_json_file(
+dir / "config.json")))`` (the recipe replays on a fresh original; a truncated model's config
+has its own depth).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import archlearn as al
+from archlearn.budget import parse_budget
+from archlearn.data.text import length_batches, load_text
+from archlearn.distillation import distill
+from archlearn.errors import ArchlearnError
+from archlearn.io import write_json
+from archlearn.jobs.minilm_distill import baselines, evaluate
+from archlearn.jobs.minilm_distill.training import (
+    Schedule,
+    distill_train,
+    teacher_cache,
+)
+from archlearn.models.bert import keeping, truncated
+from archlearn.provenance import provenance
+from archlearn.seeding import seeded
+from archlearn.structure.measure import count_macs
+
+#: the data this job reads: the stdlib sentences without a path, a text file with one
+DATA = ("stdlib-docs", "text-file")
+DEFAULT_BUDGET = {"macs": 0.45}
+DEFAULT_STEPS = 800
+BATCH_SIZE = 32
+HIDDEN_WEIGHT = 1.0
+EXAMPLE_TOKENS = 128  # MACs are counted for one sentence of this many tokens
+
+
+def run(
+    out: Path,
+    *,
+    seeds: int = 1,
+    first_seed: int = 0,
+    dataset: str = "stdlib-docs",
+    path: str | None = None,
+    progress: bool = True,
+    options: dict[str, Any] | None = None,
+    method: str = "tsrelu",
+    command: str = "archlearn run minilm-distill",
+    budget: dict[str, float] | None = None,
+    steps: int = DEFAULT_STEPS,
+    lr: float = 5e-4,
+    truncate: Sequence[int] = (3, 4),
+    torch_pruning: bool = True,
+    latency_rounds: int = 10,
+    threads: int = 2,
+    teacher: Any = None,
+    tokenizer=None,
+) -> dict[str, Any]:
+    """Run the job for seeds ``first_seed`` .. ``first_seed + seeds - 1``; write
+    ``results.json`` and the models under ``out``.
+
+    ``teacher``/``tokenizer`` replace all-MiniLM-L6-v2 and its tokenizer (the tests use a
+    tiny random BERT); the teacher must be a transformers ``BertModel``.
+    """
+    start = time.perf_counter()
+    budget = dict(budget or DEFAULT_BUDGET)
+    parse_budget(budget)  # a bad budget is one error now, not after the teacher's pass
+    if dataset not in DATA or (dataset == "text-file") != (path is not None):
+        raise ArchlearnError(f"minilm-distill reads the stdlib sentences (no path) or a text "
+                             f"file (--data-path); got data {dataset!r} with path {path!r}")
+    if steps < 1:
+        raise ArchlearnError(f"steps must be >= 1, got {steps}")
+    splits = load_text(path)
+    if teacher is None:
+        from archlearn.models.pretrained import load_minilm
+
+        teacher = load_minilm()
+    if tokenizer is None:
+        from archlearn.models.pretrained import load_tokenizer
+
+        tokenizer = load_tokenizer()
+    teacher.eval()  # frozen: the distiller runs it without gradients
+    bad = [k for k in truncate if not 1 <= k < teacher.config.num_hidden_layers]
+    if bad:
+        raise ArchlearnError(f"truncate keeps 1 to {teacher.config.num_hidden_layers - 1} "
+                             f"layers, got {bad}")
+    rows = {part: _encode(tokenizer, getattr(splits, part)) for part in ("train", "test")}
+    example = torch.full((1, EXAMPLE_TOKENS), 1000 % teacher.config.vocab_size)
+    teacher_test = evaluate.sentence_embeddings(teacher, rows["test"])
+    runs, models = [], []
+    for seed in range(first_seed, first_seed + seeds):
+        record, trained = _one_seed(
+            out / f"seed{seed}", seed, teacher, rows, example, teacher_test, method=method,
+            options=options or {}, budget=budget, schedule=Schedule(steps=steps, lr=lr),
+            truncate=truncate, torch_pruning=torch_pruning, latency_rounds=latency_rounds,
+            threads=threads, progress=progress)
+        runs.append(record)
+        models.append(trained)
+    results = {
+        "provenance": provenance(command, data=splits.record(), seeds=seeds, steps=steps, lr=lr,
+                                 batch_size=BATCH_SIZE, method=method, options=options or {},
+                                 budget=budget, hidden_weight=HIDDEN_WEIGHT,
+                                 sentence_tokens_mean=statistics.fmean(
+                                     len(r) for r in rows["train"])),
+        "runs": runs,
+        "mean": mean_over_seeds(runs),
+        "seconds": time.perf_counter() - start,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    results["models"] = models  # the evaluated models of each seed (not in the JSON)
+    return results
+
+
+def _encode(tokenizer, sentences: list[str]) -> list[list[int]]:
+    """Token ids at each sentence's natural length (at most 128 tokens: the model's limit)."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(EXAMPLE_TOKENS)
+    return [e.ids for e in tokenizer.encode_batch(sentences)]
+
+
+def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *,
+              method, options, budget, schedule: Schedule, truncate, torch_pruning,
+              latency_rounds, threads, progress) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+    t0 = time.perf_counter()
+    batches = length_batches(rows["train"], BATCH_SIZE, schedule.steps, seed)
+    distiller = distill(teacher, hidden=HIDDEN_WEIGHT)
+    cache = teacher_cache(distiller, batches, progress)
+    seconds: dict[str, Any] = {"teacher_cache": time.perf_counter() - t0}
+    models: dict[str, nn.Module] = {"original": teacher}
+    training: dict[str, dict] = {}
+
+    # archlearn: gates on heads and FFN neurons, distilled, shrunk
+    with seeded(seed):
+        student = _copy(teacher)
+        learner = al.attach(student, example, method=method, total_steps=schedule.steps,
+                            budget=budget, **options)
+        training["archlearn"] = distill_train(student, distiller, batches, cache, schedule,
+                                              learner=learner, progress=progress,
+                                              desc=f"archlearn seed {seed}")
+    architecture = learner.architecture()
+    small = learner.shrink().eval()
+    learner.detach()
+    models["archlearn"] = small
+    target = count_macs(small, example)
+
+    for k in truncate:
+        name = f"first-{k}-layers"
+        models[name] = truncated(teacher, k)
+        training[name] = distill_train(models[name], distiller, batches, cache, schedule,
+                                       progress=progress, desc=f"{name} seed {seed}")
+    if torch_pruning:
+        t1 = time.perf_counter()
+        selection, ratio = baselines.torch_pruning_selection(
+            teacher, example, target, baselines.macs_counter(teacher, example))
+        pruned = keeping(teacher, *selection, example)
+        seconds["torch_pruning_selection"] = time.perf_counter() - t1
+        training["torch-pruning"] = distill_train(pruned, distiller, batches, cache, schedule,
+                                                  progress=progress,
+                                                  desc=f"torch-pruning seed {seed}")
+        training["torch-pruning"]["ratio"] = ratio
+        models["torch-pruning"] = pruned
+    seconds["training"] = {k: v["seconds"] for k, v in training.items()}
+
+    rows_out = {}
+    for name, model in models.items():
+        model.eval()
+        row = evaluate.describe(model, example)
+        row.update(evaluate.fidelity(model, rows["test"], teacher_test))
+        if name in training:
+            row["final_loss"] = training[name]["history"][-1]["embedding"]
+        if name != "original":
+            row["saved"] = str(_save(model, out / "models" / name))
+        rows_out[name] = row
+    t2 = time.perf_counter()
+    timing = evaluate.latency(models, rounds=latency_rounds, threads=threads)
+    seconds["latency"] = time.perf_counter() - t2
+    for name, row in rows_out.items():
+        row["latency"] = {shape: r[name] for shape, r in timing.items()}
+    seconds["total"] = time.perf_counter() - t0
+    return {"seed": seed, "rows": rows_out, "architecture": _jsonable(architecture),
+            "history": training["archlearn"]["history"], "seconds": seconds}, models
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _save(model: Any, folder: Path) -> Path:
+    """``al.save`` plus the model's ``config.json`` (its depth), to rebuild it for ``al.load``."""
+    al.save(model, folder)
+    (folder / "config.json").write_text(model.config.to_json_string())
+    return folder
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=float))
+
+
+def mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per model: params, MACs, fidelity and latency (median, speed-up), averaged over runs."""
+    keys = ("params", "macs", "cosine", "topk_agreement")
+    out = {}
+    for name in runs[0]["rows"]:
+        rows = [r["rows"][name] for r in runs]
+        out[name] = {k: statistics.fmean(float(row[k]) for row in rows) for k in keys}
+        for shape in evaluate.LATENCY_SHAPES:
+            out[name][f"{shape}_ms"] = statistics.fmean(
+                row["latency"][shape]["median_ms"] for row in rows)
+            out[name][f"{shape}_speedup"] = statistics.fmean(
+                row["latency"][shape]["speedup"] for row in rows)
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """The job's table: per model its shape, size, latency and fidelity (mean over seeds)."""
+    p = results["provenance"]
+    data = p["data"]
+    sizes = data["sizes"]
+    first = results["runs"][0]["rows"]
+    full_macs = first["original"]["macs"]
+    lines = [
+        f"all-MiniLM-L6-v2 distilled on {data['name']} ({sizes['train']} train / "
+        f"{sizes['valid']} valid / {sizes['test']} test sentences), {p['steps']} steps, "
+        f"method {p['method']}, budget {p['budget']}, mean of {p['seeds']} seed(s)",
+    ]
+    head = (f"{'model':<16}{'heads per layer':<20}{'FFN per layer':<32}{'params':>8}"
+            f"{'MACs':>8}{'ms 32x128':>11}{'speed-up':>10}{'ms 1x128':>10}{'cosine':>8}"
+            f"{'top-10':>8}")
+    lines += [head, "-" * len(head)]
+    for name, row in first.items():
+        m = results["mean"][name]
+        heads = " ".join(str(h) for h in row["heads"])
+        ffn = " ".join(str(f) for f in row["ffn"])
+        lines.append(
+            f"{name:<16}{heads:<20}{ffn:<32}{m['params'] / 1e6:>7.1f}M"
+            f"{100 * m['macs'] / full_macs:>7.1f}%{m['b32x128_ms']:>11.0f}"
+            f"{m['b32x128_speedup']:>9.2f}x{m['b1x128_ms']:>10.1f}{m['cosine']:>8.4f}"
+            f"{m['topk_agreement']:>8.3f}")
+    timed = first["original"]["latency"]["b32x128"]
+    lines.append(
+        f"MACs of one 128-token sentence (100% = {full_macs / 1e6:,.1f} M); latency: median of "
+        f"{timed['rounds']} interleaved rounds, {timed['threads']} threads (load average "
+        f"{p['load_average_1min']} at the start); speed-up at 32x128 against the original; "
+        f"cosine and top-10 neighbour agreement with the teacher on the test sentences")
+    lines.append(f"heads/FFN per layer of seed 0; models saved under "
+                 f"{Path(first['archlearn']['saved']).parent}")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""What the job reports for each model: size, MACs, fidelity to the teacher, CPU latency."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from archlearn.data.text import pad
+from archlearn.distillation import embed
+from archlearn.fidelity import embedding_fidelity
+from archlearn.models.bert import widths
+from archlearn.structure.measure import compare_latency, count_macs, count_params
+
+#: the acceptance shapes: a batch of 32 sentences of 128 tokens, and one sentence of 128
+LATENCY_SHAPES = {"b32x128": (32, 128), "b1x128": (1, 128)}
+
+
+def sentence_embeddings(model: nn.Module, rows: Sequence[Sequence[int]],
+                        batch_size: int = 64) -> torch.Tensor:
+    """Mean-pooled embeddings of token-id rows, in their order (batched by length, eval mode)."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    parts = []
+    was = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            ids, mask = pad([rows[i] for i in order[start:start + batch_size]])
+            parts.append(embed(model, ids, mask))
+    model.train(was)
+    out = torch.empty(len(rows), parts[0].shape[1])
+    out[torch.tensor(order)] = torch.cat(parts).float()
+    return out
+
+
+def describe(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
+    """Layers, heads and FFN neurons per layer, parameters and MACs (per 128-token sentence)."""
+    w = widths(model)
+    return {"layers": len(w["heads"]), "heads": w["heads"], "ffn": w["ffn"],
+            "params": count_params(model), "macs": count_macs(model, example)}
+
+
+def fidelity(model: nn.Module, rows, teacher_embeddings: torch.Tensor, k: int = 10) -> dict:
+    """Mean cosine and top-``k`` neighbour agreement with the teacher on ``rows``."""
+    return embedding_fidelity(sentence_embeddings(model, rows), teacher_embeddings, k=k)
+
+
+def latency(models: Mapping[str, nn.Module], *, rounds: int = 10, threads: int = 2,
+            reference: str = "original", seed: int = 0) -> dict[str, Any]:
+    """CPU latency of every model at each of :data:`LATENCY_SHAPES`, by archlearn's protocol.
+
+    ``compare_latency`` (``archlearn.structure.measure``): eval mode, ``threads`` threads, the
+    models interleaved over ``rounds`` rounds (batch 1: three times as many), median and
+    quartiles. Every sentence is 128 real tokens (ids drawn once, seeded; no padding), the
+    acceptance case. ``speedup`` is the reference's median over the model's.
+    """
+    out: dict[str, Any] = {}
+    gen = torch.Generator().manual_seed(seed)
+    reference_model: Any = models[reference]
+    vocab = int(reference_model.config.vocab_size)
+    for name, (batch, tokens) in LATENCY_SHAPES.items():
+        ids = torch.randint(min(1000, vocab // 2), vocab, (batch, tokens), generator=gen)
+        times = compare_latency(models, (ids,), threads=threads, warmup=2,
+                                rounds=rounds * (3 if batch == 1 else 1))
+        for row in times.values():
+            row["speedup"] = times[reference]["median_ms"] / row["median_ms"]
+        out[name] = times
+    return out

@@ -1,0 +1,115 @@
+"""Sentences that exist offline: the stdlib's documentation, a user's file, the fixed split."""
+
+import pytest
+import torch
+
+from archlearn import ArchlearnError
+from archlearn.data.text import (
+    length_batches,
+    load_text,
+    pad,
+    prose_sentences,
+    read_sentences,
+    split_sentences,
+    stdlib_sentences,
+)
+from archlearn.fidelity import embedding_fidelity
+
+
+def test_prose_sentences_skip_code_and_fragments():
+    doc = ("Return the height of the turtle window. See also width().\n\n"
+           "    >>> turtle.height()\n    400\n\n"
+           "Args:\n    x: the value.\n\n"
+           "The screen is redrawn\nwhen the window changes size. Ok.")
+    assert prose_sentences(doc) == ["Return the height of the turtle window.",
+                                    "The screen is redrawn when the window changes size."]
+
+
+def test_stdlib_sentences_from_a_small_tree_without_importing_it(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text(
+        '"""A module that opens a web browser when it is imported."""\n'
+        'raise SystemExit("imported!")\n'
+        'def f():\n    """Return the answer to the question asked."""\n')
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "t.py").write_text('"""Tests are not part of the documentation text."""')
+    (tmp_path / "bad.py").write_bytes(b"\xff\xfe not python")
+    assert stdlib_sentences(tmp_path) == ["A module that opens a web browser when it is imported.",
+                                          "Return the answer to the question asked."]
+
+
+def test_the_split_is_fixed_by_each_sentence_alone():
+    rows = [f"Sentence number {i} says something new." for i in range(400)]
+    a = split_sentences(rows, name="a")
+    b = split_sentences(rows[:200] + rows[::-1], name="b")  # other order, duplicates
+    assert (a.train, a.valid, a.test) == (b.train, b.valid, b.test)
+    c = split_sentences(rows[:300], name="c")  # fewer sentences: each stays where it was
+    assert set(c.test) == set(a.test) & set(rows[:300])
+    assert 20 <= len(a.test) <= 60 and 20 <= len(a.valid) <= 60
+    assert not set(a.train) & set(a.test) and not set(a.valid) & set(a.test)
+    record = a.record()
+    assert record["sizes"]["train"] == len(a.train) and len(record["sha256"]["test"]) == 16
+
+
+def test_read_sentences_lines_or_prose(tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One sentence per line is here.\nAnother one comes on this line.\n\n"
+                     "Too short.\n")
+    assert read_sentences(lines) == ["Another one comes on this line.",
+                                     "One sentence per line is here."]
+    prose = tmp_path / "prose.txt"
+    prose.write_text("A paragraph of running text\nwraps over lines. It has two sentences\n"
+                     "in it, and no more than that")
+    assert read_sentences(prose) == ["A paragraph of running text wraps over lines.",
+                                     "It has two sentences in it, and no more than that"]
+    with pytest.raises(ArchlearnError, match="does not exist"):
+        read_sentences(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("short\n")
+    with pytest.raises(ArchlearnError, match="no sentence"):
+        read_sentences(tmp_path / "empty.txt")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait is a drink here.".encode("latin-1"))
+    with pytest.raises(ArchlearnError, match="UTF-8"):
+        read_sentences(tmp_path / "latin1.txt")
+
+
+def test_too_few_sentences_for_a_split():
+    with pytest.raises(ArchlearnError, match="too few"):
+        split_sentences(["Only one sentence is here today."], name="tiny")
+
+
+def test_the_stdlib_corpus_of_this_python():
+    s = load_text()
+    sizes = s.record()["sizes"]
+    assert sizes["train"] > 5000 and sizes["valid"] > 500 and sizes["test"] > 500
+    assert "Return the height of the turtle window." in s.train + s.valid + s.test
+
+
+def test_length_batches_cover_every_row_once_per_epoch_and_are_seeded():
+    rows = [[7] * (1 + i % 9) for i in range(50)]
+    batches = length_batches(rows, batch_size=8, steps=7, seed=3)
+    assert len(batches) == 7
+    assert sum(int(mask.sum()) for _, mask in batches) == sum(len(r) for r in rows)
+    again = length_batches(rows, batch_size=8, steps=7, seed=3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert len(length_batches(rows, batch_size=8, steps=20, seed=3)) == 20  # next epochs
+    ids, mask = pad([[1, 2, 3], [4]])
+    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_embedding_fidelity():
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(40, 8, generator=gen)
+    same = embedding_fidelity(teacher * 3.0, teacher, k=5)  # scale does not matter
+    assert same["cosine"] == pytest.approx(1.0) and same["topk_agreement"] == 1.0
+    noisy = embedding_fidelity(teacher + 0.5 * torch.randn(40, 8, generator=gen), teacher, k=5)
+    other = embedding_fidelity(torch.randn(40, 8, generator=gen), teacher, k=5)
+    assert 1.0 > noisy["topk_agreement"] > other["topk_agreement"]
+    assert 1.0 > noisy["cosine"] > other["cosine"]
+    # agreement counts common neighbours: swap the embeddings of two rows
+    swapped = teacher.clone()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    assert embedding_fidelity(swapped, teacher, k=5)["topk_agreement"] < 1.0
+    with pytest.raises(ArchlearnError, match="k must be"):
+        embedding_fidelity(teacher, teacher, k=40)
+    with pytest.raises(ArchlearnError, match="same n"):
+        embedding_fidelity(teacher[:3], teacher, k=1)
