@@ -124,7 +124,7 @@ def table(results: dict[str, Any]) -> str:
     for row in ("learned", "budgeted"):
         if row not in mean:
             continue
-        drop = 100 * (mean["baseline"]["accuracy"] - mean[row]["accuracy"])
+        change = 100 * (mean[row]["accuracy"] - mean["baseline"]["accuracy"])
         ratio = mean["baseline"]["macs"] / mean[row]["macs"]
         note = ""
         if row == "budgeted":
@@ -132,7 +132,8 @@ def table(results: dict[str, Any]) -> str:
             note = (f"; budget {100 * b['budget']:.3g}% of the {b['kind']} "
                     f"({b['target']:,.0f}), reached {100 * b['reached']:.1f}% "
                     f"({b['reached_count']:,.0f}; seed 0)")
-        lines.append(f"{row}: {ratio:.1f}x fewer MACs, {drop:+.2f} points below baseline{note}")
+        lines.append(f"{row}: {ratio:.1f}x fewer MACs, accuracy {change:+.2f} points against "
+                     f"the baseline{note}")
     lines.append("latency: a batch of 256 on the CPU, 1 thread, every row timed together "
                  "(interleaved rounds), median (IQR); on a busy machine compare rows, not runs")
     return "\n".join(lines)
