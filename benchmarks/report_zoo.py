@@ -31,10 +31,11 @@ def section(path: Path = RESULTS) -> str:
     out.append("| model | params | MACs | gated channels | gated params | gated MACs | "
                "groups: channels / heads / blocks | attach s | shrink s |\n")
     out.append("|---|---|---|---|---|---|---|---|---|\n")
-    notes = []
+    notes, refusals = [], []
     for name, row in r["models"].items():
-        if "error" in row:
-            out.append(f"| {name} | refused: {row['error']} |||||||| \n")
+        if "error" in row:  # one cell per column (the table test reads them); the reason below
+            out.append(f"| {name} |" + " refused |" * 8 + "\n")
+            refusals.append(f"- **{name}** refused with one `ArchlearnError`: {row['error']}\n")
             continue
         s, g = row["share"], row["groups"]
         out.append(
@@ -45,6 +46,9 @@ def section(path: Path = RESULTS) -> str:
         if row["skipped"]:
             reasons = "; ".join(f"{n}x {reason}" for reason, n in row["skipped"].items())
             notes.append(f"- **{name}** skipped: {reasons}\n")
+    if refusals:
+        out.append("\nRefused models (nothing was changed):\n\n")
+        out += refusals
     if notes:
         out.append("\nSkipped groups (left ungated, listed in `architecture()[\"skipped\"]`):\n\n")
         out += notes
