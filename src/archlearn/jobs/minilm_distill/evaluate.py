@@ -12,6 +12,7 @@ from archlearn.data.text import pad
 from archlearn.distillation import embed
 from archlearn.fidelity import embedding_fidelity
 from archlearn.models.bert import widths
+from archlearn.structure.graph import preserved_mode
 from archlearn.structure.measure import compare_latency, count_macs, count_params
 
 #: the acceptance shapes: a batch of 32 sentences of 128 tokens, and one sentence of 128
@@ -23,13 +24,11 @@ def sentence_embeddings(model: nn.Module, rows: Sequence[Sequence[int]],
     """Mean-pooled embeddings of token-id rows, in their order (batched by length, eval mode)."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     parts = []
-    was = model.training
-    model.eval()
-    with torch.inference_mode():
+    with preserved_mode(model), torch.inference_mode():  # the caller's train/eval flags back
+        model.eval()
         for start in range(0, len(order), batch_size):
             ids, mask = pad([rows[i] for i in order[start:start + batch_size]])
             parts.append(embed(model, ids, mask))
-    model.train(was)
     out = torch.empty(len(rows), parts[0].shape[1])
     out[torch.tensor(order)] = torch.cat(parts).float()
     return out
