@@ -11,7 +11,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from archlearn.structure.graph import as_tuple, preserved_mode, run_model
 
@@ -43,6 +43,36 @@ def count_nonzero(model: nn.Module) -> int:
     return total
 
 
+def attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs (2 per MAC) of an attention kernel's ``q k^T`` and ``p v`` given their shapes
+    ``(batch, heads, tokens, dim)``: the two batched matrix products the eager path runs. Query
+    heads that share key/value heads (grouped-query attention) each run their own products; the
+    softmax, its scaling and a mask are element-wise, not MACs.
+
+    >>> attention_flops((1, 4, 8, 16), (1, 4, 6, 16), (1, 4, 6, 12))  # 2 * 4*8*6 * (16 + 12)
+    10752
+    """
+    b, h, s_q, d = query
+    s_k, d_v = key[-2], value[-1]
+    return 2 * b * h * s_q * s_k * (d + d_v)
+
+
+# Fused scaled_dot_product_attention kernels FlopCounterMode has no formula for (the CUDA flash,
+# efficient and cuDNN ones it has): without one, PyTorch's default CPU path
+# (``_scaled_dot_product_flash_attention_for_cpu``, what transformers' "sdpa" and
+# nn.MultiheadAttention(need_weights=False) run) counted no attention at all. The math fallback
+# decomposes into bmm and is counted already. Forward kernels only: layer_macs runs no backward.
+_ATTENTION_FORMULAS = {
+    op: attention_flops
+    for op in (getattr(torch.ops.aten, name, None) for name in (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_fused_attention_overrideable",
+        "_scaled_dot_product_attention_math_for_mps",
+    ))
+    if op is not None and op not in flop_registry
+}
+
+
 def layer_macs(model: nn.Module, example_inputs) -> dict[str, int]:
     """Multiply-accumulates of one forward pass for a single example, per module name.
 
@@ -50,13 +80,16 @@ def layer_macs(model: nn.Module, example_inputs) -> dict[str, int]:
     convolutions, attention), so functional calls inside a layer (transformers' ``Conv1D``,
     ``scaled_dot_product_attention``) count too, which Torch-Pruning's counter misses; element-wise
     operations and bias additions are not MACs (``nn.Linear(10, 5)`` is 50). The entry ``""`` is
-    the whole model.
+    the whole model. Fused attention kernels count their two products (:func:`attention_flops`),
+    exactly what the eager ``q k^T`` and ``p v`` matrix products count, so a model's count does
+    not depend on its attention implementation.
     """
     one = tuple(t[:1] for t in as_tuple(example_inputs))
     root = type(model).__name__
     # with autograd on: nn.MultiheadAttention and TransformerEncoderLayer take a fused fast path
     # under no_grad whose products FlopCounterMode does not see
-    with preserved_mode(model), torch.enable_grad(), FlopCounterMode(display=False) as counter:
+    with preserved_mode(model), torch.enable_grad(), FlopCounterMode(
+            display=False, custom_mapping=_ATTENTION_FORMULAS) as counter:
         model.eval()
         run_model(model, one)
     out = {}
