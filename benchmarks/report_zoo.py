@@ -19,10 +19,13 @@ def section(path: Path = RESULTS) -> str:
     r = json.loads(path.read_text())
     p = r["provenance"]
     dirty = " + local changes" if p["git"]["dirty"] else ""
+    # timm and torchvision joined the zoo later: older results files have no version for them
+    libraries = "".join(f", {lib} {p[lib]}" for lib in ("timm", "torchvision") if lib in p)
     out.append(
         f"Command: `{p['command']}` (commit {(p['git']['commit'] or '?')[:10]}{dirty}, "
-        f"torch {p['torch']}, transformers {p['transformers']}, {p['machine']}). transformers' "
-        "own model classes at their default sizes, random init (nothing downloaded), and the "
+        f"torch {p['torch']}, transformers {p['transformers']}{libraries}, {p['machine']}). "
+        "transformers' own model classes, timm's (`timm/...`) and torchvision's (`tv/...`) at "
+        "their default sizes, random init (nothing downloaded), and the "
         "pre-trained all-MiniLM-L6-v2; images 224x224, 128 tokens. *Gated*: the share of output "
         "channels that are units of a gate group, and of the parameters and MACs in layers a "
         "group can shrink. Attach includes tracing and the trial shrink that checks every group; "

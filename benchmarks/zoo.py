@@ -3,8 +3,9 @@ long attach and shrink take.
 
     python -m benchmarks.zoo [--repeats 3] [--models bert-base-sdpa,mobilenet-v2] [--quick]
 
-transformers' own model classes from their default configs (random init, nothing downloaded)
-and the pre-trained all-MiniLM-L6-v2. For each: the share of output channels, parameters and
+transformers' own model classes from their default configs, the CNNs people take from timm and
+torchvision (``timm/...``, ``tv/...``: their default sizes; random init, nothing downloaded) and
+the pre-trained all-MiniLM-L6-v2. For each: the share of output channels, parameters and
 MACs in gated groups (``archlearn.structure.coverage``), the groups by kind, the skipped groups
 grouped by reason, and the seconds of ``attach`` (tracing, head detection, the trial shrink)
 and of ``shrink`` with about half the units off -- each the median of ``--repeats`` runs,
@@ -31,6 +32,19 @@ from archlearn.structure.measure import count_macs, count_params
 OUT = Path(__file__).parent / "results" / "zoo.json"
 
 
+# timm models at their default sizes (random init)
+TIMM = ["resnet18", "resnet50", "efficientnet_b0", "mobilenetv3_large_100", "regnetx_002",
+        "regnety_004", "densenet121", "convnext_atto", "vit_tiny_patch16_224"]
+
+
+def vision_libraries():
+    """timm and ``torchvision.models``, importable on the CPU torch (see ``vision_shim``)."""
+    from benchmarks.vision_shim import import_timm, import_torchvision
+
+    timm = import_timm()
+    return timm, import_torchvision().models
+
+
 def _img(size: int):
     return lambda: torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 
@@ -45,6 +59,7 @@ def zoo(quick: bool) -> dict:
 
     from archlearn.models.pretrained import load_minilm
 
+    timm, tvm = vision_libraries()
     if quick:
         vision = {
             "resnet": lambda: T.ResNetForImageClassification(T.ResNetConfig(
@@ -55,6 +70,10 @@ def zoo(quick: bool) -> dict:
         text = {"bert-sdpa": lambda: T.BertModel(T.BertConfig(
             vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64))}
+        vision |= {
+            "timm/efficientnet_b0": lambda: timm.create_model("efficientnet_b0", num_classes=10),
+            "tv/shufflenet_v2_x0_5": lambda: tvm.shufflenet_v2_x0_5(num_classes=10),  # refused
+        }
         return ({k: (v, _img(32)) for k, v in vision.items()}
                 | {k: (v, _ids(8)) for k, v in text.items()})
     vision = {
@@ -66,9 +85,20 @@ def zoo(quick: bool) -> dict:
         "regnet-y": lambda: T.RegNetForImageClassification(T.RegNetConfig()),
         "vit-base": lambda: T.ViTForImageClassification(T.ViTConfig()),
     }
+    vision |= {f"timm/{name}": (lambda name=name: timm.create_model(name, pretrained=False))
+               for name in TIMM}
+    vision |= {
+        "tv/mobilenet_v3_small": lambda: tvm.mobilenet_v3_small(),
+        "tv/shufflenet_v2_x0_5": lambda: tvm.shufflenet_v2_x0_5(),
+        "tv/googlenet": lambda: tvm.googlenet(aux_logits=False, init_weights=True),
+        "tv/squeezenet1_0": lambda: tvm.squeezenet1_0(),
+    }
     text = {
-        "bert-base-eager": lambda: T.BertModel(T.BertConfig(attn_implementation="eager")),
-        "bert-base-sdpa": lambda: T.BertModel(T.BertConfig(attn_implementation="sdpa")),
+        # attn_implementation is one of PretrainedConfig's **kwargs, untyped
+        "bert-base-eager": lambda: T.BertModel(T.BertConfig(
+            attn_implementation="eager")),  # pyright: ignore[reportCallIssue]
+        "bert-base-sdpa": lambda: T.BertModel(T.BertConfig(
+            attn_implementation="sdpa")),  # pyright: ignore[reportCallIssue]
         "gpt2-no-cache": lambda: T.GPT2Model(T.GPT2Config(use_cache=False)),
         "gpt2-with-cache": lambda: T.GPT2Model(T.GPT2Config(use_cache=True)),
         "all-MiniLM-L6-v2": load_minilm,
@@ -116,11 +146,15 @@ def one_run(build, make_inputs) -> dict:
 def _provenance(command: str, repeats: int) -> dict:
     import transformers
 
-    return provenance(command, transformers=transformers.__version__, repeats=repeats)
+    timm, _ = vision_libraries()
+    import torchvision
+
+    return provenance(command, transformers=transformers.__version__, timm=timm.__version__,
+                      torchvision=torchvision.__version__, repeats=repeats)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="", help="comma-separated subset")
     parser.add_argument("--quick", action="store_true", help="small configs (a smoke run)")

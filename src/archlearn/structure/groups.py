@@ -30,10 +30,25 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning.ops import OPTYPE
 
+from archlearn.errors import ArchlearnError
 from archlearn.structure.attention import HeadLayout, find_heads
-from archlearn.structure.graph import CallTrace, dependency_graph, run_model, trace_calls
+from archlearn.structure.graph import (
+    CallTrace,
+    dependency_graph,
+    flatten_tensors,
+    preserved_mode,
+    run_model,
+    trace_calls,
+)
 from archlearn.structure.handlers import Layer, handler_for, is_depthwise, is_grouped, out_pruner
-from archlearn.structure.ops import LAYOUT, op_caveat, op_name, op_problem
+from archlearn.structure.ops import (
+    LAYOUT,
+    channel_shuffle,
+    norm_problem,
+    op_caveat,
+    op_name,
+    op_problem,
+)
 
 _RELU_GRAD_FNS = ("ReluBackward0", "ReluBackward1")
 _LAYER_TYPES = {OPTYPE.CONV, OPTYPE.LINEAR, OPTYPE.CUSTOMIZED}
@@ -122,7 +137,7 @@ def find_groups(
     [('0', 8, 'channels', '1')]
     """
     ignored = ignored or set()
-    dg = dependency_graph(model, inputs)
+    dg = _traced(model, inputs)
     trace = trace_calls(model, inputs)
     groups, skipped = _head_groups(model, inputs, dg, ignored)
     claimed = _claimed(groups)
@@ -167,6 +182,21 @@ def find_groups(
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     groups.sort(key=lambda g: order.get(g.name, 0))
     return groups, skipped
+
+
+def _traced(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
+    """The dependency graph; a failed trace is one error that names the op where it can."""
+    try:
+        return dependency_graph(model, inputs)
+    except ArchlearnError as exc:
+        with preserved_mode(model), torch.enable_grad():
+            model.eval()
+            shuffle = channel_shuffle([t for t in flatten_tensors(run_model(model, inputs))
+                                       if t.is_floating_point()])
+        if shuffle is None:
+            raise
+        raise ArchlearnError(f"the model's channels pass through {shuffle}: they cannot be "
+                             f"gated exactly ({exc})") from exc
 
 
 def _tp_groups(dg: tp.DependencyGraph, skipped: list[Skipped]) -> dict[nn.Module, Any]:
@@ -275,7 +305,7 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
     if (name, side) in claimed:
         return f"its channels are coupled with the attention layer {name}"
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return None if module.affine else "contains a BatchNorm without affine parameters"
+        return norm_problem(node)
     if isinstance(module, nn.Module) and node.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}:
         if is_depthwise(module) or handler_for(module) is not None or module is grouped_ok:
             return None

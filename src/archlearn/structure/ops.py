@@ -11,14 +11,16 @@ follows), and everything else makes the group skipped with its name in the reaso
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch_pruning.ops import OPTYPE
 
 # autograd node names (without the trailing version digit) of per-channel operations
-PER_CHANNEL = frozenset({
-    # activations
+ACTIVATIONS = frozenset({
     "Relu", "Gelu", "Silu", "Sigmoid", "Tanh", "Hardswish", "Hardsigmoid", "Hardtanh",
     "LeakyRelu", "Elu", "Softplus", "Mish", "Threshold", "Celu", "Selu", "LogSigmoid",
     "Rrelu", "Prelu", "PreluKernel",
+})
+PER_CHANNEL = ACTIVATIONS | frozenset({
     # arithmetic (operands that are other tensors are checked separately)
     "Add", "Sub", "Mul", "Div", "Neg", "Rsub", "Pow", "Abs", "Exp", "Sqrt", "Rsqrt", "Clamp",
     "ClampMin", "ClampMax", "Square",
@@ -33,9 +35,14 @@ PER_CHANNEL = frozenset({
     "Clone", "ToCopy", "Alias", "NativeDropout", "Squeeze", "Unsqueeze", "SqueezeDim",
     "UnsqueezeDim", "Squeeze0", "Permute", "Transpose", "T",
 })
+# batch norm computed by a function (``F.batch_norm``): per channel exactly when its weight, bias
+# and running statistics are a BatchNorm module's that the group slices (see _batch_norm_problem)
+BATCH_NORM = frozenset({"NativeBatchNorm", "CudnnBatchNorm", "MiopenBatchNorm",
+                        "NativeBatchNormLegit", "NativeBatchNormLegitNoTraining"})
 # reductions: per channel only when they reduce positions, not channels (checked below)
 REDUCTIONS = frozenset({"Mean", "Sum", "Amax", "Max"})
 LAYOUT = frozenset({"Permute", "Transpose"})
+RESHAPES = frozenset({"View", "Reshape", "ReshapeAlias", "UnsafeView"})
 
 # node types Torch-Pruning follows exactly with the channels (index mapping, pass-through)
 FOLLOWED = {OPTYPE.CONCAT, OPTYPE.SPLIT, OPTYPE.RESHAPE, OPTYPE.DEPTHWISE_CONV, OPTYPE.IN,
@@ -91,12 +98,105 @@ def op_problem(node, channel_dim: int | None = None) -> str | None:
         return None
     if name in REDUCTIONS:
         return _reduction_problem(node.grad_fn, name, channel_dim)
+    if name in BATCH_NORM:
+        return _batch_norm_problem(node)
     if name not in PER_CHANNEL:
         return (f"its channels pass through {name} ({node.grad_fn.name() if node.grad_fn else '?'})"
                 ", which is not known to act on each channel on its own")
     if name in ("Mul", "Div") and _reads_untraced_tensor(node.grad_fn):
         return _untraced(node)
     return None
+
+
+def norm_problem(node) -> str | None:
+    """Why a BatchNorm module's node cannot carry a group's channels, or None.
+
+    Torch-Pruning names a module's node after the module's *output*: for a norm-act layer
+    (timm's ``BatchNormAct2d``, a BatchNorm2d subclass that calls ``F.batch_norm`` and then its
+    activation) that is the activation's op, and the batch norm itself is a separate node
+    (``_batch_norm_problem``). Only a batch norm or an activation may end the module.
+    """
+    if not node.module.affine:
+        return "contains a BatchNorm without affine parameters"
+    name = op_name(node.grad_fn)
+    if name in BATCH_NORM or name in ACTIVATIONS:
+        return None
+    return (f"its channels pass through {type(node.module).__name__}, a BatchNorm whose output "
+            f"is computed by {name}, which is not known to act on each channel on its own")
+
+
+def _batch_norm_problem(node) -> str | None:
+    """``F.batch_norm`` inside a BatchNorm subclass (timm's norm-act layers) is that layer's own
+    per-channel op: accepted when its weight, bias and running statistics are the tensors of the
+    BatchNorm module whose node follows it through activations only, so that Torch-Pruning slices
+    them with the group (affine-free or foreign statistics are refused)."""
+    grad_fn = node.grad_fn
+    why = (f"its channels pass through a functional batch norm ({grad_fn.name()}) whose weights "
+           "belong to no BatchNorm layer of the group")
+    nexts = getattr(grad_fn, "next_functions", ())
+    if len(nexts) < 3:
+        return why
+    bias = getattr(nexts[2][0], "variable", None)
+    after = node
+    for _ in range(8):  # batch norm -> [activations] -> the node named after the module
+        if len(after.outputs) != 1:
+            return why
+        after = after.outputs[0]
+        if after.type == OPTYPE.BN:
+            break
+        if after.type != OPTYPE.ELEMENTWISE or op_name(after.grad_fn) not in ACTIVATIONS:
+            return why
+    else:
+        return why
+    bn = after.module
+    if not (isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.affine):
+        return why
+    # a frozen bias has no autograd node: then only the trial shrink can tell whose it is
+    if not (bias is bn.bias or (bias is None and not bn.bias.requires_grad)):
+        return why
+    for saved, own in (("_saved_weight", bn.weight), ("_saved_running_mean", bn.running_mean),
+                       ("_saved_running_var", bn.running_var)):
+        used = getattr(grad_fn, saved, None)
+        if used is None or own is None:
+            if used is not own:  # one of them is None (no running statistics)
+                return why
+        elif used.data_ptr() != own.data_ptr():
+            return why
+    return None
+
+
+def channel_shuffle(outputs: list[torch.Tensor]) -> str | None:
+    """The op of a channel shuffle in the autograd graph behind ``outputs`` (ShuffleNet's
+    ``view -> transpose(1, 2) -> view``), or None.
+
+    Torch-Pruning's index mapping cannot follow channels split into groups and interleaved (it
+    fails while building the graph); this names what it met.
+    """
+    seen: set[int] = set()
+    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        nexts = [f for f, _ in getattr(fn, "next_functions", ()) if f is not None]
+        if op_name(fn) in LAYOUT and any(op_name(f) in RESHAPES for f in nexts) and (
+                _swaps_groups(fn)):
+            return (f"{fn.name()} between reshapes of the channel dimension (a channel "
+                    "shuffle, as in ShuffleNet), which interleaves channels across groups")
+        stack.extend(nexts)
+    return None
+
+
+def _swaps_groups(fn) -> bool:
+    """A transpose/permute exchanging dimensions 1 and 2 (groups and channels per group)."""
+    if op_name(fn) == "Permute":
+        dims = list(getattr(fn, "_saved_dims", ()))
+        return len(dims) > 2 and dims[1:3] == [2, 1]
+    dims = {getattr(fn, "_saved_dim0", None), getattr(fn, "_saved_dim1", None)}
+    # negative dims are stored as unsigned 64-bit integers; a shuffle's view is rank 5
+    return {d - 2**64 if isinstance(d, int) and d >= 2**63 else d for d in dims} in (
+        {1, 2}, {-4, -3}, {1, -3}, {-4, 2})
 
 
 def op_caveat(node) -> str | None:

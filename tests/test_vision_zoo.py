@@ -1,0 +1,148 @@
+"""The CNN zoos people use: timm and torchvision models (random init, nothing downloaded).
+
+Each model either shrinks exactly -- attach, a few steps in the user's loop, a random mixed gate
+pattern (one group all off), BatchNorm statistics recomputed, then the shrunk model's outputs
+equal the gated model's and save/load rebuilds it on a fresh instance -- or is refused with one
+``ArchlearnError`` naming the op. timm's norm-act layers (``F.batch_norm`` inside a BatchNorm2d
+subclass), Squeeze-Excite, hard-swish/SiLU, DenseNet's concatenations and RegNet's grouped
+convolutions are gated (at least 85% of the output channels).
+"""
+
+import pytest
+import torch
+from helpers import assert_shrinks_exactly, random_gates, recalibrate_batchnorm
+
+import archlearn as al
+from archlearn.structure.coverage import coverage
+from benchmarks.vision_shim import import_timm, import_torchvision
+
+try:
+    timm = import_timm()
+    tvm = import_torchvision().models
+except ImportError:  # the test extra is not installed
+    pytest.skip("timm and torchvision are test dependencies ('.[dev]')", allow_module_level=True)
+
+torch.set_grad_enabled(True)
+
+
+def _timm(name: str, **kwargs):
+    return lambda: timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
+
+
+# name -> (build, image size): the smallest input each model takes
+ZOO = {
+    "timm/resnet18": (_timm("resnet18"), 64),
+    "timm/resnet50": (_timm("resnet50"), 64),
+    "timm/efficientnet_b0": (_timm("efficientnet_b0"), 64),
+    "timm/mobilenetv3_large_100": (_timm("mobilenetv3_large_100"), 64),
+    "timm/regnetx_002": (_timm("regnetx_002"), 64),
+    "timm/regnety_004": (_timm("regnety_004"), 64),
+    "timm/densenet121": (_timm("densenet121"), 64),
+    "timm/convnext_atto": (_timm("convnext_atto"), 64),
+    "timm/vit_tiny_patch16_224": (_timm("vit_tiny_patch16_224", img_size=32), 32),
+    "tv/mobilenet_v3_small": (lambda: tvm.mobilenet_v3_small(num_classes=10), 64),
+    "tv/shufflenet_v2_x0_5": (lambda: tvm.shufflenet_v2_x0_5(num_classes=10), 64),
+    "tv/googlenet": (lambda: tvm.googlenet(num_classes=10, aux_logits=False,
+                                           init_weights=True), 64),
+    "tv/squeezenet1_0": (lambda: tvm.squeezenet1_0(num_classes=10), 64),
+}
+# refused models and the op their one error must name
+REFUSED = {"tv/shufflenet_v2_x0_5": "channel shuffle"}
+# at least this share of output channels gated (archlearn.structure.coverage)
+GATED = {name: 0.85 for name in [
+    "timm/resnet18", "timm/resnet50", "timm/efficientnet_b0", "timm/mobilenetv3_large_100",
+    "timm/regnetx_002", "timm/regnety_004", "timm/densenet121"]}
+# what must be gated (kinds of unit groups)
+KINDS = {"timm/regnetx_002": {"channels", "blocks"}, "timm/regnety_004": {"channels", "blocks"}}
+
+
+def build(name: str):
+    torch.manual_seed(0)
+    return ZOO[name][0]()
+
+
+def image(name: str) -> torch.Tensor:
+    size = ZOO[name][1]
+    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def train_a_little(model, learner, x, steps=2):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(x).pow(2).mean() + learner.penalty()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        learner.step()
+
+
+@pytest.mark.parametrize("name", sorted(set(ZOO) - set(REFUSED)))
+def test_model_shrinks_exactly(name, tmp_path):
+    x = image(name)
+    model = build(name)
+    learner = al.attach(model, x, total_steps=100)
+    assert {g.kind for g in learner.groups} >= KINDS.get(name, {"channels"}), learner.skipped
+    share = coverage(learner)["channels"]
+    assert share >= GATED.get(name, 0.0), (share, learner.skipped)
+    train_a_little(model, learner, x)
+    # a mixed pattern (an all-off check alone passes trivially: the output collapses)
+    random_gates(learner, torch.Generator().manual_seed(3), all_off=len(learner.groups) // 2)
+    recalibrate_batchnorm(model, x)
+    small = assert_shrinks_exactly(learner, lambda: build(name), x, tmp_path)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_model_is_refused_naming_the_op(name):
+    model = build(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(al.ArchlearnError, match=REFUSED[name]):
+        al.attach(model, image(name), total_steps=100)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_norm_act_batch_norm_with_foreign_weights_is_not_gated_through():
+    """``F.batch_norm`` is accepted only with the weights of the BatchNorm module it ends in."""
+    from torch import nn
+
+    class Borrowing(nn.BatchNorm2d):  # normalises with another layer's statistics and weights
+        def __init__(self, other: nn.BatchNorm2d):
+            super().__init__(other.num_features)
+            self.other = [other]
+
+        def forward(self, x):
+            o = self.other[0]
+            return torch.relu(nn.functional.batch_norm(
+                x, o.running_mean, o.running_var, o.weight, o.bias, False, 0.0, o.eps))
+
+    donor = nn.BatchNorm2d(8)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), Borrowing(donor), nn.Conv2d(8, 8, 3), donor,
+                        nn.ReLU(), nn.Conv2d(8, 6, 1), nn.ReLU(), nn.Conv2d(6, 2, 1))
+    learner = al.attach(net, torch.randn(1, 3, 8, 8), total_steps=10)
+    reasons = {s.name: s.reason for s in learner.skipped}
+    assert "functional batch norm" in reasons["0"], reasons
+    assert [g.name for g in learner.groups] == ["5"]  # the donor's group fails its trial shrink
+
+
+def test_zoo_benchmark_covers_timm_and_torchvision(tmp_path):
+    """``python -m benchmarks.zoo`` lists them; a gated and a refused one render in RESULTS."""
+    import json
+
+    from benchmarks import report_zoo, zoo
+
+    assert {f"timm/{n}" for n in zoo.TIMM} | {"tv/googlenet", "tv/shufflenet_v2_x0_5"} <= set(
+        zoo.zoo(quick=False))
+    models = zoo.zoo(quick=True)
+    rows = {name: zoo.one_run(*models[name])
+            for name in ("timm/efficientnet_b0", "tv/shufflenet_v2_x0_5")}
+    assert rows["timm/efficientnet_b0"]["share"]["channels"] >= 0.85, rows
+    assert "channel shuffle" in rows["tv/shufflenet_v2_x0_5"]["error"]
+    out = tmp_path / "zoo.json"
+    out.write_text(json.dumps({"provenance": zoo._provenance("test", 1), "models": {
+        name: {**row, "attach_s": {"median": 1.0, "min": 1.0, "max": 1.0},
+               "shrink_s": {"median": 1.0, "min": 1.0, "max": 1.0}} if "error" not in row else row
+        for name, row in rows.items()}}))
+    text = report_zoo.section(out)
+    assert "timm 1.0" in text and "| timm/efficientnet_b0 |" in text
+    assert "**tv/shufflenet_v2_x0_5** refused" in text
