@@ -390,11 +390,18 @@ def render() -> str:
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
             "by the command named in its section; `make results` regenerates this page and "
             "`make bench` reruns everything.\n\n")
-    from benchmarks import report_budgets, report_methods, report_minilm, report_seeds, report_zoo
+    from benchmarks import (
+        report_budgets,
+        report_compress,
+        report_methods,
+        report_minilm,
+        report_seeds,
+        report_zoo,
+    )
 
     text += core_demo() + user_loop() + peers() + report_budgets.section() + paper_section()
     text += "\n" + report_methods.section() + structure_section() + report_zoo.section()
-    text += report_minilm.section() + report_seeds.section()
+    text += report_minilm.section() + report_compress.section() + report_seeds.section()
     return text
 
 

@@ -19,6 +19,7 @@ STEPS = [
     ["-m", "benchmarks.zoo"],
     ["-m", "benchmarks.minilm", "fidelity"],
     ["-m", "benchmarks.minilm", "latency"],
+    ["-m", "benchmarks.compress", "all", "--seeds", "3"],  # trained LeNet-5 and MiniLM, one shot
     ["-m", "benchmarks.switcher", "--seeds", "3", "--epochs", "4", "6", "--jobs", "2"],
     ["-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"],
     ["-m", "benchmarks.budgets", "train", "--seeds", "3", "--epochs", "20"],
