@@ -42,7 +42,7 @@ def check_attach_shrink_save() -> None:
     for name in ("attach", "save", "load", "measure", "prune", "graphs", "methods", "Learner",
                  "ArchlearnError"):
         assert hasattr(al, name), name
-    assert "tsrelu" in al.methods()
+    assert "tsrelu" in al.method_names()
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))

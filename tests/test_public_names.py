@@ -17,6 +17,7 @@ DESIGN = next((p / "shared" / "DESIGN.md" for p in ROOT.parents
 PENDING: dict[str, str] = {}
 # Names the docs use in prose rather than as `al.x` / `archlearn.x` / `learner.x`.
 ALSO = {"archlearn.train.Trainer", "learner.load_state_dict", "archlearn.distributed",
+        "al.method_names", "archlearn.methods.base",
         "archlearn.models.lenet5", "archlearn.models.tiny_resnet",
         "archlearn.integrations.lightning.penalty", "archlearn.integrations.hf.ArchLearning",
         "archlearn.integrations.hf.ArchLearningTrainer", "archlearn.integrations.hf.penalty"}
@@ -78,8 +79,19 @@ def test_every_documented_name_exists_in_a_fresh_interpreter():
     assert missing <= set(PENDING), sorted(missing - set(PENDING))
 
 
-def test_methods_lists_the_registry():
+def test_method_names_lists_the_registry():
     import archlearn as al
     from archlearn.methods import REGISTRY
 
-    assert al.methods() == sorted(REGISTRY) and "tsrelu" in al.methods()
+    assert al.method_names() == sorted(REGISTRY) and "tsrelu" in al.method_names()
+
+
+def test_archlearn_methods_is_the_subpackage_in_a_fresh_interpreter():
+    """``import archlearn.methods as m`` binds ``getattr(archlearn, "methods")``: no public
+    function of the same name may shadow the subpackage."""
+    code = ("import types, archlearn.methods as m, archlearn as al; "
+            "assert isinstance(m, types.ModuleType) and m is al.methods, m; "
+            "assert m.base.REGISTRY and m.names() == al.method_names(); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, check=True)
+    assert r.stdout.strip() == "ok"

@@ -27,6 +27,11 @@ class Learner:
 
     The structure parameters live on the model's device (see :meth:`to`) and follow it when it
     moves: the first forward pass after ``model.to(...)`` moves them, with their optimizer state.
+
+    The gates are picklable hook objects on the model (none is a ``forward`` replaced on one
+    instance), so ``copy.deepcopy(model)`` and ``pickle`` give a model that computes with its
+    own weights and a copy of the method's gates as they were at the copy (this learner does
+    not train the copy's gates; attach a new learner to a detached copy for that).
     """
 
     def __init__(
@@ -37,30 +42,23 @@ class Learner:
         groups: list[UnitGroup],
         skipped: list[Skipped],
     ) -> None:
-        self.model, self.inputs, self.method = model, inputs, method
+        self.model, self.method = model, method
         self.groups, self.skipped = groups, skipped
         self.hooks = GateHooks(model, groups, method.gate, method.depth_gate)
         self.weight_hooks = WeightGateHooks(model, method.weight_modules, method.weight_gate)
-        self._probe = model.get_submodule(groups[0].sites[0].module)
-        self._where = (self._weight().device, self._weight().dtype)
-        self._follow = model.register_forward_pre_hook(self._follow_model)
+        self._follow = Follow(method, model.get_submodule(groups[0].sites[0].module))
+        self._follow_handle = model.register_forward_pre_hook(self._follow)
+        self._inputs, self._inputs_at = inputs, self._follow.where
         self._arch_cache: tuple[bytes, dict] | None = None
 
-    def _weight(self) -> torch.Tensor:
-        """A parameter of a gate site's layer: where the model is (attention has no .weight)."""
-        return next(self._probe.parameters())
-
-    def _follow_model(self, module: nn.Module, args: Any) -> None:
-        weight = self._weight()
-        if (weight.device, weight.dtype) != self._where:
-            self._move(weight)
-
-    def _move(self, weight: torch.Tensor) -> None:
-        """Structure parameters and example inputs to where the model's weights now are."""
-        self._where = (weight.device, weight.dtype)
-        self.method.to(weight.device, _dtype_for(weight))
-        self.inputs = tuple(t.to(weight.device, weight.dtype) if t.is_floating_point()
-                            else t.to(weight.device) for t in self.inputs)
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The example inputs, on the model's device (floating ones in its dtype)."""
+        if self._inputs_at != self._follow.where:
+            device, dtype = self._inputs_at = self._follow.where
+            self._inputs = tuple(t.to(device, dtype) if t.is_floating_point() else t.to(device)
+                                 for t in self._inputs)
+        return self._inputs
 
     def to(self, *args: Any, **kwargs: Any) -> Learner:
         """Move the model and the structure parameters, like ``nn.Module.to``; returns ``self``.
@@ -75,7 +73,7 @@ class Learner:
         (torch.float64, torch.float64)
         """
         self.model.to(*args, **kwargs)
-        self._move(self._weight())
+        self._follow(self.model, ())
         return self
 
     def penalty(self) -> torch.Tensor:
@@ -126,7 +124,7 @@ class Learner:
 
         The recipe that rebuilds it from a fresh instance is kept on it for :func:`archlearn.save`.
         """
-        self._follow_model(self.model, ())
+        self._follow(self.model, ())
         with self.hooks.suspended(), self.weight_hooks.suspended():
             small, recipe = shrink(self.model, self.groups, self.decisions(), self.inputs)
         assert_same_outputs(self.model, small, self.inputs)
@@ -178,12 +176,42 @@ class Learner:
         """Remove the gates' hooks; the model is back to what it was before ``attach``."""
         self.hooks.remove()
         self.weight_hooks.remove()
-        self._follow.remove()
+        self._follow_handle.remove()
         return self.model
 
 
-def _dtype_for(weight: torch.Tensor) -> torch.dtype:
-    return weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+class Follow:
+    """Forward pre-hook on the model: the structure parameters follow its device and dtype.
+
+    ``probe`` is a gate site's layer (where the model is; attention has no ``.weight``). A
+    picklable object rather than a bound method of the learner, so a copy of the model carries
+    a copy of it that moves the copy's gates, and no copy of the learner.
+
+    >>> import archlearn as al
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> learner = al.attach(net, torch.zeros(1, 4), total_steps=10)
+    >>> _ = net.double()(torch.zeros(1, 4, dtype=torch.float64))  # the hook moves the gates
+    >>> learner.parameters()[0].dtype
+    torch.float64
+    """
+
+    def __init__(self, method: Method, probe: nn.Module) -> None:
+        self.method, self.probe = method, probe
+        self.where = self._now()
+
+    def _now(self) -> tuple[torch.device, torch.dtype]:
+        weight = next(self.probe.parameters())
+        return weight.device, weight.dtype
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        now = self._now()
+        if now != self.where:
+            self.where = now
+            self.method.to(now[0], _dtype_for(now[1]))
+
+
+def _dtype_for(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def _all_reduce_mean_grads(params: list[torch.Tensor]) -> None:
@@ -292,10 +320,12 @@ def _budget_schedule(method: str, opts: Options, given: dict[str, Any]) -> Optio
     return opts
 
 
-def methods() -> list[str]:
+def method_names() -> list[str]:
     """The names ``attach(..., method=...)`` accepts: the method registry's names, sorted.
 
-    >>> "tsrelu" in methods() and methods() == sorted(methods())
+    (``al.methods`` is the subpackage ``archlearn.methods``, where the methods live.)
+
+    >>> "tsrelu" in method_names() and method_names() == sorted(method_names())
     True
     """
     return sorted(REGISTRY)

@@ -2,13 +2,21 @@
 
 Structure parameters live in the learner, not in the model, so ``model.parameters()`` and
 ``model.state_dict()`` keep exactly their keys and the user's optimizer line stays unchanged.
+
+*Copies.* Each hook is a small picklable object holding the gate source (``unit_scale``, a bound
+method of the learner's method) and reading the layer from the ``module`` argument that PyTorch
+passes to every hook. So ``copy.deepcopy(model)`` gives a model computing with its own weights
+and a deep copy of the gates (same values at the time of the copy, not trained by the learner),
+and ``pickle.dumps(model)`` works whenever the gate source pickles (a method does; a lambda, as
+passed by some internal callers, does not). A ``forward`` replaced on one module instance would
+survive the copy and keep computing with the original's weights; none is used here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -27,6 +35,12 @@ class GateHooks:
 
     ``unit_scale(i)`` returns group ``i``'s per-unit scale (shape ``[size]``), ``depth_scale(i)``
     a scalar in [0, 1] (0: the activation as it is, 1: identity) or ``None``.
+
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> group = UnitGroup("0", 3, "channels", [GateSite("2", [0, 1, 2], [0, 1, 2])])
+    >>> hooks = GateHooks(net, [group], lambda i: torch.zeros(3), lambda i: None)
+    >>> net(torch.ones(1, 2)).item() == net[2].bias.item()
+    True
     """
 
     def __init__(
@@ -49,16 +63,19 @@ class GateHooks:
             for site in group.sites:
                 module = self.model.get_submodule(site.module)
                 if isinstance(module, nn.MultiheadAttention):
-                    self._handles.append(_HeadGatedForward(module, self._head_scale(i, site)))
+                    # the output projection is applied inside F.multi_head_attention_forward,
+                    # where no hook reaches: the hook recomputes the attention (see HeadGate)
+                    self._handles.append(module.register_forward_hook(
+                        HeadGate(self.unit_scale, i, site.units), with_kwargs=True))
                 else:
-                    self._handles.append(
-                        module.register_forward_pre_hook(self._gate(i, site, module)))
+                    self._handles.append(module.register_forward_pre_hook(
+                        UnitGate(self.unit_scale, i, site, module)))
             if group.depth is not None:
                 act = layer(self.model, group.depth.act)
                 # the hook needs the activation's input intact
                 self._inplace[group.depth.act] = getattr(act, "inplace", False)
                 act.inplace = False
-                self._handles.append(act.register_forward_hook(self._depth(i)))
+                self._handles.append(act.register_forward_hook(DepthGate(self.depth_scale, i)))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -79,82 +96,99 @@ class GateHooks:
             if installed:
                 self.install()
 
-    def _gate(self, i: int, site: GateSite, module: nn.Module):
+
+class UnitGate:
+    """Forward pre-hook: the layer's input channels of one site times group ``i``'s gates.
+
+    >>> site = GateSite("", [0, 1], [1, 0])
+    >>> gate = UnitGate(lambda i: torch.tensor([2.0, 3.0]), 0, site, nn.Linear(2, 1))
+    >>> gate(None, (torch.ones(1, 2),))[0].tolist()
+    [[3.0, 2.0]]
+    """
+
+    def __init__(self, unit_scale: UnitScale, i: int, site: GateSite, module: nn.Module) -> None:
         handler = handler_for(module)
         assert handler is not None, f"no layer handler for gate site {site.module}"
-        in_ch, dim = handler.in_channels(module), handler.channel_dim
-        covered = sorted(site.channels) == list(range(in_ch))
+        self.unit_scale, self.i = unit_scale, i
+        self.in_ch, self.dim = handler.in_channels(module), handler.channel_dim
         # the common cases are one cheap gather: every input channel belongs to this group
         # (identity, or a flatten that repeats each channel's gate over its positions)
-        order = torch.empty(in_ch, dtype=torch.long)
-        if covered:
+        self.covered = sorted(site.channels) == list(range(self.in_ch))
+        order = torch.empty(self.in_ch, dtype=torch.long)
+        if self.covered:
             order[torch.tensor(site.channels)] = torch.tensor(site.units)
-        identity = covered and torch.equal(order, torch.arange(in_ch))
+        self.identity = self.covered and torch.equal(order, torch.arange(self.in_ch))
         # index tensors live on the inputs' device, moved once when the model moves
-        index = {"order": order, "channels": torch.tensor(site.channels, dtype=torch.long),
-                 "units": torch.tensor(site.units, dtype=torch.long)}
+        self.order = order
+        self.channels = torch.tensor(site.channels, dtype=torch.long)
+        self.units = torch.tensor(site.units, dtype=torch.long)
 
-        def hook(mod, args):
-            x = args[0]
-            if index["order"].device != x.device:
-                index.update({k: v.to(x.device) for k, v in index.items()})
-            scale = self.unit_scale(i).to(dtype=x.dtype, device=x.device)
-            if identity:
-                pass
-            elif covered:
-                scale = scale.index_select(0, index["order"])
-            else:  # concatenation: only part of the inputs are this group's
-                full = torch.ones(in_ch, dtype=x.dtype, device=x.device)
-                scale = full.index_copy(0, index["channels"], scale[index["units"]])
-            view = [1] * x.dim()
-            view[dim] = in_ch
-            return (x * scale.view(view),) + tuple(args[1:])
+    def __call__(self, module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x = args[0]
+        if self.order.device != x.device:
+            self.order, self.channels, self.units = (
+                t.to(x.device) for t in (self.order, self.channels, self.units))
+        scale = self.unit_scale(self.i).to(dtype=x.dtype, device=x.device)
+        if self.identity:
+            pass
+        elif self.covered:
+            scale = scale.index_select(0, self.order)
+        else:  # concatenation: only part of the inputs are this group's
+            full = torch.ones(self.in_ch, dtype=x.dtype, device=x.device)
+            scale = full.index_copy(0, self.channels, scale[self.units])
+        view = [1] * x.dim()
+        view[self.dim] = self.in_ch
+        return (x * scale.view(view),) + tuple(args[1:])
 
-        return hook
 
-    def _head_scale(self, i: int, site: GateSite):
-        units = torch.tensor(site.units, dtype=torch.long)
+class HeadGate:
+    """Forward hook (``with_kwargs=True``) on an ``nn.MultiheadAttention``: its output is
+    recomputed by :func:`attention_forward` with each head's values scaled by its gate.
 
-        def scale():
-            s = self.unit_scale(i)
-            return s.index_select(0, units.to(s.device))
+    The module's own forward runs first and its result is discarded (no backward goes through
+    it): that is the price of a gate that lives in a hook, i.e. of computing with the weights of
+    whichever module is called (a copy's own) and of leaving parameters and ``state_dict``
+    untouched. ``units`` are the group's units, one per head.
 
-        return scale
+    >>> mha = nn.MultiheadAttention(4, 2, batch_first=True)
+    >>> _ = mha.register_forward_hook(HeadGate(lambda i: torch.zeros(2), 0, [0, 1]),
+    ...                               with_kwargs=True)
+    >>> x = torch.randn(1, 3, 4)
+    >>> torch.allclose(mha(x, x, x)[0], mha.out_proj.bias.expand(1, 3, 4))
+    True
+    """
 
-    def _depth(self, i: int):
-        def hook(mod, args, out):
-            d = self.depth_scale(i)
-            if d is None:
-                return out
-            return out + d.to(out.dtype) * (args[0] - out)
+    def __init__(self, unit_scale: UnitScale, i: int, units: list[int]) -> None:
+        self.unit_scale, self.i = unit_scale, i
+        self.units = torch.tensor(units, dtype=torch.long)
 
-        return hook
+    def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 out: Any) -> Any:
+        s = self.unit_scale(self.i)
+        if self.units.device != s.device:
+            self.units = self.units.to(s.device)
+        scale = s.index_select(0, self.units).to(module.out_proj.weight.device)
+        return attention_forward(module, *args, **kwargs, head_scale=scale)
+
+
+class DepthGate:
+    """Forward hook on an activation: ``act(x) + d * (x - act(x))`` (``d`` = 1: the identity).
+
+    >>> gate = DepthGate(lambda i: torch.tensor(1.0), 0)
+    >>> x = torch.tensor([-1.0, 2.0])
+    >>> gate(nn.ReLU(), (x,), torch.relu(x)).tolist()
+    [-1.0, 2.0]
+    """
+
+    def __init__(self, depth_scale: DepthScale, i: int) -> None:
+        self.depth_scale, self.i = depth_scale, i
+
+    def __call__(self, module: Any, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor:
+        d = self.depth_scale(self.i)
+        if d is None:
+            return out
+        return out + d.to(out) * (args[0] - out)
 
 
 class _Handle(Protocol):
     def remove(self) -> None: ...
-
-
-class _HeadGatedForward:
-    """An ``nn.MultiheadAttention`` computing with each head's values scaled by its gate.
-
-    Its output projection is applied inside ``F.multi_head_attention_forward``, where no hook
-    reaches, so the module's ``forward`` is replaced (an instance attribute, removed again by
-    :meth:`remove`) by :func:`attention_forward` with ``head_scale``: the parameters, their names
-    and the ``state_dict`` stay the module's own.
-    """
-
-    def __init__(self, mha: nn.MultiheadAttention, scale: Callable[[], torch.Tensor]) -> None:
-        self.mha = mha
-
-        def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                    average_attn_weights=True, is_causal=False):
-            return attention_forward(mha, query, key, value, key_padding_mask, need_weights,
-                                     attn_mask, average_attn_weights, is_causal,
-                                     head_scale=scale())
-
-        mha.forward = forward
-
-    def remove(self) -> None:
-        if "forward" in vars(self.mha):
-            del self.mha.forward

@@ -8,7 +8,8 @@ convolution (one scale per kernel, broadcast over its positions).
 alternatives because it changes nothing the user can see: ``torch.nn.utils.parametrize`` and
 ``torch.nn.utils.prune`` rename the weight in ``state_dict()`` (``...original``,
 ``weight_orig``); assigning ``module.forward`` on the instance survives ``copy.deepcopy`` and
-then computes with the *original* module's weight; ``torch.func.functional_call`` needs to own
+then computes with the *original* module's weight (the hook, :class:`WeightGate`, reads the
+weight of the module it is called with, and pickles); ``torch.func.functional_call`` needs to own
 the model's call, which the user's loop does. The price is one discarded forward of the layer
 (no backward runs through it). The hook sees the inputs after any forward pre-hook (the unit
 gates of ``gating.py``), so both kinds of gate compose.
@@ -91,7 +92,8 @@ class WeightGateHooks:
             return
         for name in self.modules:
             module = self.model.get_submodule(name)
-            self._handles.append(module.register_forward_hook(self._hook(name)))
+            gate = WeightGate(self.weight_scale, name)
+            self._handles.append(module.register_forward_hook(gate))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -103,15 +105,28 @@ class WeightGateHooks:
         which needs only ``install``, ``remove`` and ``_handles``."""
         return GateHooks.suspended(self)  # pyright: ignore[reportArgumentType]
 
-    def _hook(self, name: str):
-        def hook(module, args, out):
-            scale = self.weight_scale(name)
-            if scale is None:
-                return out
-            w = module.weight
-            return forward_with(module, args[0], w * broadcast(scale.to(w), w))
 
-        return hook
+class WeightGate:
+    """Forward hook: the layer's output recomputed with ``W * weight_scale(name)``.
+
+    A picklable object reading the weight of the ``module`` it is called with, so a deep copy
+    of the model computes with the copy's own weights (and a copy of the gate source).
+
+    >>> layer = nn.Linear(2, 1, bias=False)
+    >>> _ = layer.register_forward_hook(WeightGate(lambda name: torch.tensor([[1.0, 0.0]]), ""))
+    >>> bool(layer(torch.tensor([[0.0, 5.0]])) == 0)
+    True
+    """
+
+    def __init__(self, weight_scale: WeightScale, name: str) -> None:
+        self.weight_scale, self.name = weight_scale, name
+
+    def __call__(self, module: Any, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor:
+        scale = self.weight_scale(self.name)
+        if scale is None:
+            return out
+        w = module.weight
+        return forward_with(module, args[0], w * broadcast(scale.to(w), w))
 
 
 @torch.no_grad()
