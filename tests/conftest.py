@@ -1,7 +1,14 @@
-"""Shared test settings: one thread (2-core CI shares them), deterministic seeds."""
+"""Shared test settings: one thread (2-core CI shares them), deterministic seeds; torchvision
+importable on the CPU torch before any test module imports transformers or timm."""
 
 import pytest
 import torch
+
+from archlearn.compat import torchvision_importable
+
+# the dev extra's torchvision is a CUDA build: without this, importing it (and so transformers
+# and timm) fails next to the CPU torch; see archlearn.compat
+torchvision_importable()
 
 
 @pytest.fixture(autouse=True)

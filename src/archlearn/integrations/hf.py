@@ -27,10 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from archlearn.compat import torchvision_importable
 from archlearn.errors import ArchlearnError
 from archlearn.extras import require
 from archlearn.integrations._core import StructureLearning
 
+torchvision_importable()  # transformers imports torchvision where it is installed
 transformers = require("transformers", "hf", feature="archlearn.integrations.hf")
 
 _HINT = "train with ArchLearningTrainer, or add archlearn.integrations.hf.penalty(self) to the loss"

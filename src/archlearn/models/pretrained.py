@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from archlearn.compat import torchvision_importable
 from archlearn.errors import ArchlearnError
 
 PACKAGE = "all_minilm_l6_v2"
@@ -66,6 +67,7 @@ def load_minilm(attn_implementation: str = "sdpa", cache: str | os.PathLike | No
     >>> sum(p.numel() for p in model.parameters())  # doctest: +SKIP
     22713216
     """
+    torchvision_importable()  # transformers imports torchvision where it is installed
     try:
         from transformers import BertModel
     except ImportError:
