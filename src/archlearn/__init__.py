@@ -9,6 +9,7 @@ True
 """
 
 from archlearn import graphs, methods, prune
+from archlearn.compress import compress
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
 from archlearn.integrations.onnx import export_onnx
@@ -21,6 +22,7 @@ __all__ = [
     "ArchlearnError",
     "Learner",
     "attach",
+    "compress",
     "distill",
     "export_onnx",
     "graphs",
