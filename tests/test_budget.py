@@ -61,6 +61,10 @@ def test_a_budget_needs_a_schedule_and_room():
         al.attach(models.lenet5(), x, budget={"macs": 0.5}, total_steps=10, freeze=None)
     with pytest.raises(al.ArchlearnError, match="not below the model's 431080"):
         al.attach(models.lenet5(), x, budget={"params": 500_000}, total_steps=10)
+    # one unit in every group (26 + 26 + 17 + 20) costs 89 parameters: said
+    # at attach, not at the freeze
+    with pytest.raises(al.ArchlearnError, match="below what one unit in every group costs"):
+        al.attach(models.lenet5(), x, budget={"params": 50}, total_steps=10)
     with pytest.raises(al.ArchlearnError, match="unknown cost 'flops'"):
         al.attach(models.lenet5(), x, cost="flops", total_steps=10)
     # a method whose default never freezes gets 0.65 under a budget
@@ -77,7 +81,7 @@ def test_the_shrunk_model_lands_on_the_budget(method, budget):
     target = value if value > 1 else value * report["full"]
     counted = learner.architecture()[kind]
     assert report["reached_count"] == counted
-    assert 0.95 * target <= counted <= target, (counted, target)
+    assert 0.98 * target <= counted <= target, (counted, target)  # within 2% under
     assert acc > 0.85, acc
 
 

@@ -23,11 +23,13 @@ table (``structure/latency_table.py``). How it is reached:
   (LeNet-5, 25% of the MACs: down to 13-17%), and units that tsrelu's binarizer or l0's
   clamped gates have switched off seldom come back.
 * **Landing.** At the freeze, the decision is moved onto the budget by the method's own ranking
-  of units (``Method.unit_score``, e.g. tsrelu's gate values): units with the lowest scores are
-  removed while the cost is above the budget, then removed units are restored, highest score
-  first, each one that keeps the cost at most the budget, and a removed unit too costly to fit
-  is swapped back in against the lowest-scored units of other groups when that uses at least
-  half its cost more of the budget. ``architecture()["budget"]`` reports
+  of units (``Method.unit_score``, e.g. tsrelu's gate values) with the allocator of one-shot
+  compression (``structure/allocate.py``, ``per_cost=False``): the lowest-scored units are
+  removed while the cost is above the budget, removed units come back, highest score first,
+  while they fit, and a unit too costly to fit (a whole conv channel feeding a large Linear)
+  is exchanged against the lowest-scored units of other groups until the cost lies within 2%
+  under the budget. A group with every unit off counts the one zeroed unit the shrunk model
+  keeps. ``architecture()["budget"]`` reports
   how far the controller alone had come (``controller``) and where the model landed
   (``reached``). Then the gates freeze and the weights recover to the end of training.
 
@@ -53,6 +55,7 @@ from typing import Any
 import torch
 
 from archlearn.errors import ArchlearnError
+from archlearn.structure.allocate import allocate, below_minimum, minimum_cost
 from archlearn.structure.cost import CostModel
 
 BUDGET_KINDS = ("params", "macs", "latency")
@@ -60,7 +63,6 @@ REACH = 0.6  # the target reaches the budget at this fraction of the active phas
 GAIN = 16.0  # the multiplier's log can move by GAIN over the active phase at full error
 WINDOW = 0.05  # of the active phase: how far back the controller looks to see the cost fall
 LOG_LIMIT = 30.0
-SWAP_TRIES = 64  # removed units the landing tries to swap back in, highest score first
 
 
 def parse_budget(budget: Any) -> tuple[str, float]:
@@ -96,6 +98,8 @@ class BudgetController:
         if target >= cost.full:
             raise ArchlearnError(f"budget {kind}={value:g} is not below the model's "
                                  f"{cost.full:.0f} {kind}: nothing to remove")
+        if target < minimum_cost(cost):  # said now, not at the freeze after hours of training
+            raise ArchlearnError(below_minimum(cost, target))
         self.target = target
         self.start, self.freeze = start, freeze
         self.rate = GAIN / max(freeze - start, 1.0)
@@ -143,17 +147,16 @@ class BudgetController:
     def land(self, scales: list[torch.Tensor], scores: list[torch.Tensor]) -> list[torch.Tensor]:
         """The decision moved onto the budget by the units' scores (see the module docstring)."""
         self.controller = self.cost.of(scales)
-        alive = [(s.detach().cpu() != 0).to(torch.float64) for s in scales]
-        score = [s.detach().cpu().to(torch.float64) for s in scores]
-        alive = _remove(self.cost, alive, score, self.target)
-        alive = _restore(self.cost, alive, score, self.target)
-        alive = _swap_in(self.cost, alive, score, self.target)
+        alive = allocate(self.cost, scores, self.target, per_cost=False,
+                         alive=[(s.detach().cpu() != 0).to(torch.float64) for s in scales])
         out = []
-        for s, a, old in zip(scales, alive, scales):
-            new = torch.where(a.to(s.device) > 0, torch.where(old != 0, old,
-                                                              torch.ones_like(old)),
-                              torch.zeros_like(old))
-            out.append(new)
+        for old, a in zip(scales, alive):
+            a = a.to(old.device)
+            if not bool((old != 0).any()) and int(a.sum()) == 1 and bool(a[0] > 0):
+                out.append(old.clone())  # all off: shrinking keeps one zeroed unit, counted
+                continue
+            out.append(torch.where(a > 0, torch.where(old != 0, old, torch.ones_like(old)),
+                                   torch.zeros_like(old)))
         self.now = self.cost.of(out)
         return out
 
@@ -174,93 +177,6 @@ class BudgetController:
         self.now = float(state["now"])
         self.history = deque((float(c) for c in state.get("history", [])),
                              maxlen=self.window + 1)
-
-
-def _candidates(alive, score, weights, on: bool) -> list[tuple[int, int]]:
-    """Units to switch, best first: removal takes the lowest score (costliest first among
-    equals), restoring the highest score (cheapest first)."""
-    keys = []
-    for g, (a, s, w) in enumerate(zip(alive, score, weights)):
-        for u in torch.nonzero(a > 0 if on else a == 0).flatten().tolist():
-            keys.append(((float(s[u]), -float(w[u])) if on else (-float(s[u]), float(w[u])),
-                         g, u))
-    keys.sort()
-    return [(g, u) for _, g, u in keys]
-
-
-def _remove(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
-    """Switch off the lowest-scored units until the cost is at most ``target`` (never a
-    group's last unit). Batches by the current marginal costs, then re-counts exactly."""
-    for _ in range(100):
-        now = float(cost.total(alive))
-        if now <= target:
-            break
-        weights = [w * cost.scale for w in cost.weights(alive)]
-        gap, changed = now - target, False
-        left = [int(a.sum()) for a in alive]
-        for g, u in _candidates(alive, score, weights, on=True):
-            if left[g] <= 1:
-                continue
-            alive[g][u] = 0.0
-            left[g] -= 1
-            changed = True
-            gap -= float(weights[g][u])
-            if gap <= 0:
-                break
-        if not changed:
-            break
-    return alive
-
-
-def _restore(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
-    """Switch on removed units, highest score first, each one that keeps the cost at most
-    ``target`` (a unit too costly to fit is passed over for cheaper ones further down)."""
-    now = float(cost.total(alive))
-    if now > target:
-        return alive
-    weights = [w * cost.scale for w in cost.weights(alive)]
-    for g, u in _candidates(alive, score, weights, on=False):
-        if now + float(weights[g][u]) > target * (1 + 1e-12):
-            continue  # does not fit (marginal costs only grow as units return)
-        alive[g][u] = 1.0
-        after = float(cost.total(alive))
-        if after > target:
-            alive[g][u] = 0.0
-            continue
-        now = after
-    return alive
-
-
-def _swap_in(cost: CostModel, alive, score, target: float) -> list[torch.Tensor]:
-    """Use the room the landing left: a removed unit too costly to fit comes back when
-    switching off the lowest-scored units of the other groups makes room for it at under half
-    its cost (the budget used grows by at least half the unit). Measured: LeNet-5 with
-    ``budget={"params": 40000}`` landed at 31,533 parameters without it (one conv2 channel,
-    8,501 parameters through fc1, removed for a gap of 34, with nothing cheaper to give back)."""
-    removed = _candidates(alive, score, [w * cost.scale for w in cost.weights(alive)], on=False)
-    for g, u in removed[:SWAP_TRIES]:
-        now = float(cost.total(alive))
-        weights = [w * cost.scale for w in cost.weights(alive)]
-        need = now + float(weights[g][u]) - target
-        if need <= 0:
-            continue  # fits as it is: _restore's business
-        trial = [a.clone() for a in alive]
-        trial[g][u] = 1.0
-        left = [int(a.sum()) for a in trial]
-        others = [(h, v) for h, v in _candidates(trial, score, weights, on=True) if h != g]
-        freed = 0.0
-        for h, v in others:
-            if freed >= need:
-                break
-            if left[h] <= 1:
-                continue
-            trial[h][v] = 0.0
-            left[h] -= 1
-            freed += float(weights[h][v])
-        after = float(cost.total(trial))
-        if after <= target and after - now >= 0.5 * float(weights[g][u]):
-            alive = trial
-    return alive
 
 
 __all__ = ["BUDGET_KINDS", "BudgetController", "parse_budget"]

@@ -42,6 +42,14 @@ def minimum_cost(cost: CostModel) -> float:
     return float(cost.total([_one(n) for n in cost.sizes]))
 
 
+def below_minimum(cost: CostModel, target: float, floor: float | None = None) -> str:
+    """Why a budget cannot be met: one unit in every group already costs more."""
+    floor = minimum_cost(cost) if floor is None else floor
+    return (f"a {cost.kind} budget of {target:.6g} ({target / cost.full:.1%} of the model's "
+            f"{cost.full:.6g}) is below what one unit in every group costs ({floor:.6g}, "
+            f"{floor / cost.full:.1%}); choose a budget of at least {floor / cost.full:.3f}")
+
+
 def allocate(
     cost: CostModel,
     scores: Sequence[torch.Tensor],
@@ -59,9 +67,7 @@ def allocate(
     """
     floor = minimum_cost(cost)
     if floor > target:
-        raise ArchlearnError(
-            f"a {cost.kind} budget of {target:,.0f} is below what one unit in every group costs "
-            f"({floor:,.0f}, {floor / cost.full:.1%} of the model's {cost.full:,.0f})")
+        raise ArchlearnError(below_minimum(cost, target, floor))
     score = [s.detach().cpu().to(torch.float64).clamp_min(0) for s in scores]
     start = alive if alive is not None else [torch.ones(n) for n in cost.sizes]
     state = [a.detach().cpu().to(torch.float64).clone() for a in start]
@@ -183,4 +189,4 @@ class _Picker:
         return alive
 
 
-__all__ = ["TOLERANCE", "allocate", "minimum_cost"]
+__all__ = ["TOLERANCE", "allocate", "below_minimum", "minimum_cost"]

@@ -106,11 +106,14 @@ class CostModel:
         return total
 
     def _gradients(self, alive: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        leaves = [a.detach().to(torch.float64).clone().requires_grad_(True) for a in alive]
-        total = self.total(leaves)
-        if not total.requires_grad:
-            return [torch.zeros_like(a) for a in leaves]
-        grads = torch.autograd.grad(total, leaves, allow_unused=True)
+        # autograd on even where the caller is in no_grad (a method's freeze): a landing that
+        # saw zero marginal costs there could not exchange units and missed its budget by 4%
+        with torch.enable_grad():
+            leaves = [a.detach().to(torch.float64).clone().requires_grad_(True) for a in alive]
+            total = self.total(leaves)
+            if not total.requires_grad:
+                return [torch.zeros_like(a) for a in leaves]
+            grads = torch.autograd.grad(total, leaves, allow_unused=True)
         return [torch.zeros_like(a) if g is None else g for a, g in zip(leaves, grads)]
 
     def weights(self, alive: Sequence[torch.Tensor]) -> list[torch.Tensor]:
