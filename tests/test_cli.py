@@ -18,6 +18,7 @@ def test_help_documents_commands():
     assert r.returncode == 0 and "run" in r.stdout and "list" in r.stdout
     r = _run("run", "--help")
     assert "--seeds" in r.stdout and "--option" in r.stdout
+    assert "--oneshot" in r.stdout and "--calibration" in r.stdout
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path):
@@ -26,7 +27,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
                  ["run", "lenet-mnist", "--no-such-flag"], ["run", "lenet-mnist", "--seeds", "x"],
                  ["run", "lenet-mnist", "--epochs"], ["run"],
                  ["run", "lenet-mnist", "--budget", "flops=0.5"],
-                 ["run", "lenet-mnist", "--budget", "macs"]):
+                 ["run", "lenet-mnist", "--budget", "macs"],
+                 ["run", "lenet-mnist", "--oneshot"],  # minilm-distill's only
+                 ["run", "lenet-mnist", "--calibration", "64"]):
         r = _run(*args, "--out", str(tmp_path / "o"))
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

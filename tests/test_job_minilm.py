@@ -3,10 +3,12 @@
 Every step of the real job runs (text file, teacher cache, gates with a MACs budget, distillation,
 shrinking, truncation and Torch-Pruning baselines, fidelity on the test split, interleaved
 latency, saving); then every saved model reloads with ``al.load(dir, model=BertModel(config))``
-to outputs identical to the model the job evaluated.
+to outputs identical to the model the job evaluated. The same with ``oneshot=True``: the teacher
+compressed by ``al.compress`` on calibration sentences, beside Torch-Pruning, neither trained.
 """
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -28,8 +30,8 @@ def _sentences() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def job_run(tmp_path_factory):
-    from archlearn.jobs import minilm_distill
+def tiny(tmp_path_factory):
+    """MiniLM's tokenizer, the sentences file and a tiny random BERT teacher."""
     from archlearn.models.pretrained import load_tokenizer
 
     try:
@@ -44,11 +46,45 @@ def job_run(tmp_path_factory):
                           max_position_embeddings=128)
     with seeded(0):
         teacher = T.BertModel(config)
+    return out, text, tokenizer, teacher, config
+
+
+@pytest.fixture(scope="module")
+def job_run(tiny):
+    from archlearn.jobs import minilm_distill
+
+    out, text, tokenizer, teacher, config = tiny
     results = minilm_distill.run(out / "run", dataset="text-file", path=str(text),
                                  teacher=teacher, tokenizer=tokenizer, steps=12,
                                  budget={"macs": 0.6}, truncate=(1,), latency_rounds=1,
                                  progress=False, command="test")
     return out / "run", results, config
+
+
+@pytest.fixture(scope="module")
+def oneshot_run(tiny):
+    from archlearn.jobs import minilm_distill
+
+    out, text, tokenizer, teacher, config = tiny
+    results = minilm_distill.run(out / "oneshot", dataset="text-file", path=str(text),
+                                 teacher=teacher, tokenizer=tokenizer, oneshot=True,
+                                 latency_rounds=1, progress=False, command="test")
+    return out / "oneshot", results, config
+
+
+def _reloads_identically(out, results, names):
+    ids = torch.randint(1000, 5000, (3, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    models = results["models"][0]
+    for name in names:
+        folder = out / "seed0" / "models" / name
+        config = T.BertConfig.from_json_file(folder / "config.json")
+        loaded = al.load(folder, model=T.BertModel(config)).eval()
+        with torch.no_grad():
+            want = models[name].eval()(ids, attention_mask=mask).last_hidden_state
+            got = loaded(ids, attention_mask=mask).last_hidden_state
+        assert torch.equal(got, want), name
 
 
 def test_job_writes_the_table_figures(job_run):
@@ -76,18 +112,7 @@ def test_job_writes_the_table_figures(job_run):
 
 def test_saved_models_reload_to_identical_outputs(job_run):
     out, results, _ = job_run
-    ids = torch.randint(1000, 5000, (3, 9), generator=torch.Generator().manual_seed(1))
-    mask = torch.ones_like(ids)
-    mask[1, 5:] = 0
-    models = results["models"][0]
-    for name in ("archlearn", "first-1-layers", "torch-pruning"):
-        folder = out / "seed0" / "models" / name
-        config = T.BertConfig.from_json_file(folder / "config.json")
-        loaded = al.load(folder, model=T.BertModel(config)).eval()
-        with torch.no_grad():
-            want = models[name].eval()(ids, attention_mask=mask).last_hidden_state
-            got = loaded(ids, attention_mask=mask).last_hidden_state
-        assert torch.equal(got, want), name
+    _reloads_identically(out, results, ("archlearn", "first-1-layers", "torch-pruning"))
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
@@ -100,9 +125,55 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
     for args in (["minilm-distill", "--epochs", "3"], ["minilm-distill", "--budget", "macs"],
                  ["minilm-distill", "--budget", "size=0.5"], ["minilm-distill", "--steps", "0"],
                  ["minilm-distill", "--data-path", str(tmp_path / "missing.txt")],
-                 ["lenet-mnist", "--steps", "10"]):  # lenet-mnist takes a budget, not steps
+                 ["lenet-mnist", "--steps", "10"],  # lenet-mnist takes a budget, not steps
+                 ["minilm-distill", "--calibration", "64"],  # calibration needs --oneshot
+                 ["minilm-distill", "--oneshot", "--steps", "10"],  # oneshot trains nothing
+                 ["minilm-distill", "--oneshot", "--calibration", "0"]):
         r = subprocess.run([str(command), "run", *args, "--out", str(out)], capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
         assert not out.exists()
+
+
+def test_oneshot_compresses_without_training(oneshot_run):
+    out, results, _ = oneshot_run
+    from archlearn.jobs.minilm_distill import table
+
+    saved = json.loads((out / "results.json").read_text())
+    run = saved["runs"][0]
+    rows = run["rows"]
+    assert set(rows) == {"original", "oneshot", "torch-pruning"}
+    full = rows["original"]["macs"]
+    # the default one-shot budget, met within 2% under it; Torch-Pruning brought to its MACs
+    assert saved["provenance"]["budget"] == {"macs": 0.5} and saved["provenance"]["oneshot"]
+    assert 0.98 * 0.5 * full <= rows["oneshot"]["macs"] <= 0.5 * full
+    assert abs(rows["torch-pruning"]["macs"] - rows["oneshot"]["macs"]) < 0.1 * full
+    assert rows["oneshot"]["macs"] == run["compress"]["macs"]
+    for row in rows.values():
+        assert -1 <= row["cosine"] <= 1 and 0 <= row["topk_agreement"] <= 1
+        assert row["latency"]["b32x128"]["median_ms"] > 0
+    # the compress report, as JSON: the budget reached, widths, re-fit rows and seconds
+    report = run["compress"]
+    assert report["budget"]["budget"] == pytest.approx(0.5)
+    assert report["budget"]["reached"] <= 0.5 and report["refit"] and report["layers"]
+    assert report["seconds"]["total"] > 0 and run["seconds"]["compress"] > 0
+    train = saved["provenance"]["data"]["sizes"]["train"]
+    assert run["calibration"]["sentences"] == min(512, train)
+    assert "steps" not in saved["provenance"] and "history" not in run
+    text = table(results)
+    assert "oneshot" in text and "torch-pruning" in text and "al.compress reached" in text
+    _reloads_identically(out, results, ("oneshot", "torch-pruning"))
+
+
+def test_oneshot_bad_settings_fail_before_any_work(tmp_path):
+    from archlearn.jobs import minilm_distill
+
+    bad: list[dict[str, Any]] = [{"oneshot": True, "steps": 10}, {"calibration": 64},
+                                 {"oneshot": True, "options": {"lambda1": 0.004}},
+                                 {"oneshot": True, "calibration": 4}]
+    for settings in bad:
+        with pytest.raises(al.ArchlearnError):
+            minilm_distill.run(tmp_path / "o", teacher=object(), tokenizer=object(),
+                               progress=False, **settings)
+        assert not (tmp_path / "o").exists()

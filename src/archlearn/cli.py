@@ -59,6 +59,14 @@ def run(
     steps: Annotated[
         int | None, typer.Option(help="training batches per model (minilm-distill)")
     ] = None,
+    oneshot: Annotated[
+        bool, typer.Option("--oneshot", help="compress with al.compress instead of training: "
+                           "no distillation, default budget macs=0.5 (minilm-distill)")
+    ] = False,
+    calibration: Annotated[
+        int | None, typer.Option(help="train sentences to calibrate --oneshot on, drawn with "
+                                 "the seed (minilm-distill; default 512)")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
@@ -78,7 +86,8 @@ def run(
     else:
         raw = {"job": job, "out": out, "seeds": seeds, "epochs": epochs, "data_path": data_path,
                "method": method, "options": _options(option or []),
-               "budget": _options([budget]) if budget else None, "steps": steps}
+               "budget": _options([budget]) if budget else None, "steps": steps,
+               "oneshot": oneshot or None, "calibration": calibration}
         cfg = validate_run_config({k: v for k, v in raw.items() if v is not None})
     from archlearn.jobs import job as find_job
 
@@ -87,9 +96,9 @@ def run(
     settings = {"seeds": cfg.seeds, "epochs": cfg.epochs, "dataset": cfg.data,
                 "path": cfg.data_path, "progress": not quiet, "options": cfg.options,
                 "method": cfg.method, "command": command, "budget": cfg.budget,
-                "steps": cfg.steps}
+                "steps": cfg.steps, "oneshot": cfg.oneshot, "calibration": cfg.calibration}
     accepted = inspect.signature(module.run).parameters
-    refused = sorted(k for k in ("epochs", "budget", "steps")
+    refused = sorted(k for k in ("epochs", "budget", "steps", "oneshot", "calibration")
                      if k in cfg.model_fields_set and k not in accepted)
     if refused:
         raise ArchlearnError(f"job {cfg.job!r} takes no {', '.join(refused)}")

@@ -39,6 +39,8 @@ class RunConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     budget: dict[str, float] | None = None
     steps: int | None = Field(None, ge=1, le=1_000_000)
+    oneshot: bool = False
+    calibration: int | None = Field(None, ge=1, le=1_000_000)
 
     @field_validator("job")
     @classmethod

@@ -22,6 +22,12 @@ For each seed:
    once, at the end), and CPU latency at batch 32 x 128 and 1 x 128 tokens, interleaved, with
    its spread (``archlearn.structure.measure.compare_latency``).
 
+With ``oneshot=True`` (``archlearn run minilm-distill --oneshot``) nothing is trained: the
+teacher is compressed by ``al.compress`` on ``calibration`` (default 512) train sentences, at
+``budget`` (default ``{"macs": 0.5}``), and compared with the original and Torch-Pruning at the
+same MACs, neither distilled (``one_shot.py``; rows ``original``, ``oneshot``,
+``torch-pruning``).
+
 Every saved model reloads with ``al.load(dir, model=BertModel(BertConfig.from_json_file(
 dir / "config.json")))`` (the recipe replays on a fresh original; a truncated model's config
 has its own depth).
@@ -41,11 +47,12 @@ from torch import nn
 
 import archlearn as al
 from archlearn.budget import parse_budget
+from archlearn.compress.calibration import MIN_EXAMPLES
 from archlearn.data.text import length_batches, load_text
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
 from archlearn.io import write_json
-from archlearn.jobs.minilm_distill import baselines, evaluate
+from archlearn.jobs.minilm_distill import baselines, evaluate, one_shot
 from archlearn.jobs.minilm_distill.training import (
     Schedule,
     distill_train,
@@ -77,7 +84,7 @@ def run(
     method: str = "tsrelu",
     command: str = "archlearn run minilm-distill",
     budget: dict[str, float] | None = None,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     lr: float = 5e-4,
     truncate: Sequence[int] = (3, 4),
     torch_pruning: bool = True,
@@ -85,15 +92,32 @@ def run(
     threads: int = 2,
     teacher: Any = None,
     tokenizer=None,
+    oneshot: bool = False,
+    calibration: int | None = None,
 ) -> dict[str, Any]:
     """Run the job for seeds ``first_seed`` .. ``first_seed + seeds - 1``; write
     ``results.json`` and the models under ``out``.
 
     ``teacher``/``tokenizer`` replace all-MiniLM-L6-v2 and its tokenizer (the tests use a
-    tiny random BERT); the teacher must be a transformers ``BertModel``.
+    tiny random BERT); the teacher must be a transformers ``BertModel``. ``steps`` defaults to
+    :data:`DEFAULT_STEPS`. ``oneshot``: compress the teacher with ``al.compress`` on
+    ``calibration`` train sentences (default 512) instead of distilling (no ``steps``, no method
+    options; ``budget`` defaults to ``{"macs": 0.5}``; no truncation rows).
     """
     start = time.perf_counter()
-    budget = dict(budget or DEFAULT_BUDGET)
+    if oneshot:
+        if steps is not None:
+            raise ArchlearnError("--oneshot trains nothing: leave out --steps")
+        if options:
+            raise ArchlearnError("--oneshot attaches no gates: leave out the method options (-o)")
+        calibration = one_shot.CALIBRATION if calibration is None else calibration
+        if calibration < MIN_EXAMPLES:
+            raise ArchlearnError(f"--calibration takes at least {MIN_EXAMPLES} sentences, "
+                                 f"got {calibration}")
+    elif calibration is not None:
+        raise ArchlearnError("--calibration is the one-shot calibration set: give --oneshot")
+    steps = DEFAULT_STEPS if steps is None else steps
+    budget = dict(budget or (one_shot.BUDGET if oneshot else DEFAULT_BUDGET))
     parse_budget(budget)  # a bad budget is one error now, not after the teacher's pass
     if dataset not in DATA or (dataset == "text-file") != (path is not None):
         raise ArchlearnError(f"minilm-distill reads the stdlib sentences (no path) or a text "
@@ -110,7 +134,8 @@ def run(
 
         tokenizer = load_tokenizer()
     teacher.eval()  # frozen: the distiller runs it without gradients
-    bad = [k for k in truncate if not 1 <= k < teacher.config.num_hidden_layers]
+    bad = [] if oneshot else [k for k in truncate
+                              if not 1 <= k < teacher.config.num_hidden_layers]
     if bad:
         raise ArchlearnError(f"truncate keeps 1 to {teacher.config.num_hidden_layers - 1} "
                              f"layers, got {bad}")
@@ -119,17 +144,26 @@ def run(
     teacher_test = evaluate.sentence_embeddings(teacher, rows["test"])
     runs, models = [], []
     for seed in range(first_seed, first_seed + seeds):
-        record, trained = _one_seed(
-            out / f"seed{seed}", seed, teacher, rows, example, teacher_test, method=method,
-            options=options or {}, budget=budget, schedule=Schedule(steps=steps, lr=lr),
-            truncate=truncate, torch_pruning=torch_pruning, latency_rounds=latency_rounds,
-            threads=threads, progress=progress)
+        if oneshot:
+            assert calibration is not None
+            record, built = one_shot.one_seed(
+                out / f"seed{seed}", seed, teacher, rows, example, teacher_test, budget=budget,
+                calibration=calibration, torch_pruning=torch_pruning,
+                latency_rounds=latency_rounds, threads=threads, progress=progress)
+        else:
+            record, built = _one_seed(
+                out / f"seed{seed}", seed, teacher, rows, example, teacher_test, method=method,
+                options=options or {}, budget=budget, schedule=Schedule(steps=steps, lr=lr),
+                truncate=truncate, torch_pruning=torch_pruning, latency_rounds=latency_rounds,
+                threads=threads, progress=progress)
         runs.append(record)
-        models.append(trained)
+        models.append(built)
+    settings: dict[str, Any] = (
+        {"oneshot": True, "calibration": calibration, "budget": budget} if oneshot else
+        {"steps": steps, "lr": lr, "batch_size": BATCH_SIZE, "method": method,
+         "options": options or {}, "budget": budget, "hidden_weight": HIDDEN_WEIGHT})
     results = {
-        "provenance": provenance(command, data=splits.record(), seeds=seeds, steps=steps, lr=lr,
-                                 batch_size=BATCH_SIZE, method=method, options=options or {},
-                                 budget=budget, hidden_weight=HIDDEN_WEIGHT,
+        "provenance": provenance(command, data=splits.record(), seeds=seeds, **settings,
                                  sentence_tokens_mean=statistics.fmean(
                                      len(r) for r in rows["train"])),
         "runs": runs,
@@ -251,11 +285,20 @@ def table(results: dict[str, Any]) -> str:
     sizes = data["sizes"]
     first = results["runs"][0]["rows"]
     full_macs = first["original"]["macs"]
-    lines = [
-        f"all-MiniLM-L6-v2 distilled on {data['name']} ({sizes['train']} train / "
-        f"{sizes['valid']} valid / {sizes['test']} test sentences), {p['steps']} steps, "
-        f"method {p['method']}, budget {p['budget']}, mean of {p['seeds']} seed(s)",
-    ]
+    split = (f"{sizes['train']} train / {sizes['valid']} valid / {sizes['test']} test "
+             f"sentences")
+    if p.get("oneshot"):
+        lines = [
+            f"all-MiniLM-L6-v2 compressed one-shot by al.compress, no training: "
+            f"{results['runs'][0]['calibration']['sentences']} calibration sentences of "
+            f"{data['name']} ({split}), budget {p['budget']}, torch-pruning at its MACs "
+            f"undistilled, mean of {p['seeds']} seed(s)",
+        ]
+    else:
+        lines = [
+            f"all-MiniLM-L6-v2 distilled on {data['name']} ({split}), {p['steps']} steps, "
+            f"method {p['method']}, budget {p['budget']}, mean of {p['seeds']} seed(s)",
+        ]
     head = (f"{'model':<16}{'heads per layer':<20}{'FFN per layer':<32}{'params':>8}"
             f"{'MACs':>8}{'ms 32x128':>11}{'speed-up':>10}{'ms 1x128':>10}{'cosine':>8}"
             f"{'top-10':>8}")
@@ -275,6 +318,13 @@ def table(results: dict[str, Any]) -> str:
         f"{timed['rounds']} interleaved rounds, {timed['threads']} threads (load average "
         f"{p['load_average_1min']} at the start); speed-up at 32x128 against the original; "
         f"cosine and top-10 neighbour agreement with the teacher on the test sentences")
-    lines.append(f"heads/FFN per layer of seed 0; models saved under "
-                 f"{Path(first['archlearn']['saved']).parent}")
+    if p.get("oneshot"):
+        report = results["runs"][0]["compress"]
+        lines.append(
+            f"al.compress reached {100 * report['budget']['reached']:.1f}% of the "
+            f"{report['budget']['kind']} (budget {100 * report['budget']['budget']:.1f}%) in "
+            f"{report['seconds']['total']:.1f} s, {len(report['refit'])} layer(s) re-fitted "
+            f"(seed {results['runs'][0]['seed']})")
+    saved = next(row["saved"] for row in first.values() if "saved" in row)
+    lines.append(f"heads/FFN per layer of seed 0; models saved under {Path(saved).parent}")
     return "\n".join(lines)
