@@ -40,7 +40,7 @@ from torch import nn
 
 from archlearn.budget import parse_budget
 from archlearn.compress.calibration import Batch, Call, calls, example_inputs
-from archlearn.compress.refit import RIDGE, Reader, refit, residual_streams
+from archlearn.compress.refit import RIDGE, Reader, refit_readers, residual_streams
 from archlearn.compress.scores import Loss, unit_scores
 from archlearn.errors import ArchlearnError
 from archlearn.structure.allocate import allocate
@@ -102,7 +102,7 @@ def compress(
     rows: list[dict[str, Any]] = []
     if refit_layers:
         readers = _readers(work, decision, inputs)
-        rows = refit(work, small, readers, batches, ridge=ridge, progress=progress)
+        rows = refit_readers(work, small, readers, batches, ridge=ridge, progress=progress)
     t3 = time.perf_counter()
     counted = {"params": count_params(small), "macs": count_macs(small, inputs)}
     report = decision.report(counted)
@@ -171,7 +171,7 @@ def decide(
     if target >= cost.full:
         raise ArchlearnError(f"a {kind} budget of {value:g} is not below the model's "
                              f"{cost.full:,.0f} {kind}: nothing to remove")
-    streams = residual_streams(model, groups, batches[0]) if score == "energy" else {}
+    streams = residual_streams(model, groups, batches[0]) if score != "taylor" else {}
     raw = unit_scores(model, groups, batches, score=score, loss=loss, targets=targets,
                       streams=streams, progress=progress)
     # each group's units compete for their own layer's output: scores as shares of the group

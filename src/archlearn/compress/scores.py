@@ -43,7 +43,9 @@ from archlearn.structure.groups import UnitGroup
 from archlearn.structure.handlers import handler_for
 
 Loss = Callable[[Any, Any], torch.Tensor]
-SCORES = ("energy", "taylor")
+SCORES = ("compensated", "energy", "taylor")
+MAX_GRAM = 8192  # wider inputs fall back to the energy score (the Gram matrix is d x d)
+GRAM_RIDGE = 1e-3  # times the mean diagonal: keeps H invertible where inputs are collinear
 
 
 def unit_scores(
@@ -75,6 +77,8 @@ def unit_scores(
     hooks = GateHooks(model, list(groups), lambda i: ones[i], lambda i: None)
     meters = [] if score == "taylor" else _energy_meters(model, groups)
     for meter in meters:
+        meter.compensated = score == "compensated"
+    for meter in meters:
         norm = (streams or {}).get(meter.site)
         if norm is not None:
             meter.stream = _StreamMeter(model.get_submodule(norm), meter)
@@ -85,7 +89,7 @@ def unit_scores(
             for i, call in enumerate(tqdm(batches, desc="scoring", disable=not progress,
                                           leave=False)):
                 call = call.to(device)
-                if score == "energy":
+                if score != "taylor":
                     for meter in meters:
                         meter.mask = call.token_mask()
                     with torch.no_grad():
@@ -113,10 +117,10 @@ def unit_scores(
     energies = [m.stream.energy for m in meters if m.stream is not None]
     stream = max(sum(energies) / len(energies), 1e-300) if energies else 1.0
     for meter in meters:
-        scores = meter.channel_scores()
+        units, scores = meter.unit_scores()
         if meter.stream is not None:  # a fraction of the residual stream's energy
             scores = scores / stream
-        out[meter.group].index_add_(0, meter.units, scores)
+        out[meter.group].index_add_(0, units, scores)
     return out
 
 
@@ -136,6 +140,8 @@ class _EnergyMeter:
         self.units = torch.tensor(units, dtype=torch.long)
         self.per_channel, self.channel_dim = per_channel, channel_dim
         self.energy: torch.Tensor | None = None
+        self.gram: torch.Tensor | None = None  # X^T X of the layer's inputs (compensated score)
+        self.compensated = False
         self.mask: torch.Tensor | None = None
         self.stream: _StreamMeter | None = None
         self.handle = module.register_forward_pre_hook(self)
@@ -146,21 +152,49 @@ class _EnergyMeter:
         mask = self.mask
         if mask is not None and tuple(x.shape[:2]) == tuple(mask.shape) and x.dim() == 3:
             x = x * mask.to(x)[..., None]  # padding positions carry no signal
-        energy = x.double().pow(2).reshape(-1, x.shape[-1]).sum(0).cpu()
+        rows = x.double().reshape(-1, x.shape[-1])
+        energy = rows.pow(2).sum(0).cpu()
         self.energy = energy if self.energy is None else self.energy + energy
+        if self.compensated and rows.shape[1] <= MAX_GRAM:
+            gram = (rows.T @ rows).cpu()
+            self.gram = gram if self.gram is None else self.gram + gram
 
-    def channel_scores(self) -> torch.Tensor:
+    def _index(self) -> torch.Tensor:
+        """The layer's input channels of each listed site channel, ``[channels, per_channel]``
+        (a head site lists heads; its output projection reads ``head_dim`` channels each)."""
+        return (self.channels[:, None] * self.per_channel + torch.arange(self.per_channel))
+
+    def unit_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(units, scores)``: each unit's score at this site (the units may repeat)."""
         if self.energy is None:
             raise ArchlearnError(f"no calibration batch reached the layer "
                                  f"{type(self.layer).__name__} that reads a gated group")
+        index = self._index()
+        if self.gram is not None:
+            return self._compensated(index)
         w = _reading_norms(self.layer).cpu()
-        # a head site lists heads; its layer (the output projection) reads head_dim channels each
-        index = self.channels
-        if self.per_channel > 1:
-            index = (self.channels[:, None] * self.per_channel
-                     + torch.arange(self.per_channel)).flatten()
-        per = self.energy.index_select(0, index) * w.index_select(0, index)
-        return per.view(len(self.channels), self.per_channel).sum(1)
+        flat = index.flatten()
+        per = self.energy.index_select(0, flat) * w.index_select(0, flat)
+        return self.units, per.view(len(self.channels), self.per_channel).sum(1)
+
+    def _compensated(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What removing each unit costs the layer's output once the layer is re-solved on
+        the rest (Optimal Brain Surgeon's ``||W_S||^2 / [H^-1]_SS``, a block of channels per
+        unit; Frantar & Alistarh, 2022): energy counts a unit that other units can stand in
+        for as fully lost; the re-fit does not lose it."""
+        assert self.gram is not None
+        gram = self.gram
+        ridge = GRAM_RIDGE * float(gram.diagonal().mean().clamp_min(1e-12))
+        inverse = torch.linalg.inv(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))
+        w = _reading_matrix(self.layer).cpu()  # [rows, in]
+        units = torch.unique(self.units)
+        out = torch.empty(len(units), dtype=torch.float64)
+        for k, u in enumerate(units.tolist()):
+            cols = index[self.units == u].flatten()
+            block = inverse.index_select(0, cols).index_select(1, cols)
+            ws = w.index_select(1, cols)
+            out[k] = float((ws @ torch.linalg.inv(block) * ws).sum())
+        return units, out
 
     def remove(self) -> None:
         self.handle.remove()
@@ -184,6 +218,14 @@ class _StreamMeter:
 
     def remove(self) -> None:
         self.handle.remove()
+
+
+def _reading_matrix(layer: Any) -> torch.Tensor:
+    """The layer's weight as ``[rows, input channels]`` (a kernel's taps are rows)."""
+    handler = handler_for(layer)
+    assert handler is not None, "gate sites are layers with a handler"
+    w = layer.weight.detach().double().movedim(handler.weight_in_dim, -1)
+    return w.reshape(-1, w.shape[-1])
 
 
 def _reading_norms(layer: Any) -> torch.Tensor:

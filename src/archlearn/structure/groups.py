@@ -299,9 +299,9 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
     node = dep.target
     module = node.module
     name = _name(dg, module)
-    if name in ignored:
-        return "ignored by the user"
     side = "out" if dg.is_out_channel_pruning_fn(dep.handler) else "in"
+    if name in ignored and side == "out":  # a layer's own units; what it reads stays gateable
+        return "ignored by the user"
     if (name, side) in claimed:
         return f"its channels are coupled with the attention layer {name}"
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
