@@ -15,10 +15,10 @@ from archlearn.methods.base import REGISTRY, Method, Options, parse_options
 from archlearn.structure.cost import KINDS, CostModel, build_cost
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import as_tuple
-from archlearn.structure.groups import Skipped, UnitGroup, find_groups
+from archlearn.structure.groups import Skipped, UnitGroup
 from archlearn.structure.measure import count_macs, count_nonzero, count_params
 from archlearn.structure.shrink import Decision, shrink
-from archlearn.structure.verify import assert_same_outputs, check_groups
+from archlearn.structure.verify import assert_same_outputs, gateable_groups
 from archlearn.structure.weight_gates import WeightGateHooks
 
 
@@ -281,12 +281,7 @@ def attach(
     cost = cost or kind or REGISTRY[method].default_cost
     if cost not in KINDS:
         raise ArchlearnError(f"unknown cost {cost!r}; choose one of {list(KINDS)}")
-    groups, skipped = find_groups(model, inputs, ignored=set(ignore or ()))
-    groups, dropped = check_groups(model, groups, inputs)
-    skipped += dropped
-    if not groups:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no hidden layer"
-        raise ArchlearnError(f"no layer of this model can be gated ({reasons})")
+    groups, skipped = gateable_groups(model, inputs, set(ignore or ()))
     models: dict[str, CostModel] = {}  # built before the gates' hooks go on
 
     def cost_model(k: str) -> CostModel:

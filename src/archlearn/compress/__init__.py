@@ -47,10 +47,10 @@ from archlearn.structure.allocate import allocate
 from archlearn.structure.cost import CostModel, _items, build_cost
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import as_tuple, dependency_graph
-from archlearn.structure.groups import UnitGroup, find_groups
+from archlearn.structure.groups import UnitGroup
 from archlearn.structure.measure import count_macs, count_params
 from archlearn.structure.shrink import Decision, shrink
-from archlearn.structure.verify import assert_same_outputs, check_groups
+from archlearn.structure.verify import assert_same_outputs, gateable_groups
 
 __all__ = ["compress", "decide"]
 
@@ -160,12 +160,7 @@ def decide(
     progress: bool = False,
 ) -> Decided:
     """Score and allocate without shrinking: the groups, and which of their units to keep."""
-    groups, skipped = find_groups(model, inputs, ignored=set(ignore or ()))
-    groups, dropped = check_groups(model, groups, inputs)
-    skipped += dropped
-    if not groups:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no hidden layer"
-        raise ArchlearnError(f"no layer of this model can be compressed ({reasons})")
+    groups, skipped = gateable_groups(model, inputs, set(ignore or ()), "compressed")
     cost = build_cost(model, groups, inputs, kind)
     target = value if value > 1 else value * cost.full
     if target >= cost.full:

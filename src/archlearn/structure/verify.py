@@ -21,7 +21,7 @@ from torch import nn
 from archlearn.errors import ArchlearnError
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import flatten_tensors, preserved_mode, run_model
-from archlearn.structure.groups import Skipped, UnitGroup
+from archlearn.structure.groups import Skipped, UnitGroup, find_groups
 from archlearn.structure.shrink import Decision, shrink
 
 RTOL = 1e-4  # relative to the output's scale: float32 sums reordered by slicing stay far below
@@ -116,6 +116,20 @@ def check_groups(
             dropped.append(Skipped(group.name, group.caveat or (
                 f"a trial shrink did not reproduce the gated model: {reason}")))
     return kept, dropped
+
+
+def gateable_groups(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], ignored: set[str], verb: str = "gated"
+) -> tuple[list[UnitGroup], list[Skipped]]:
+    """Every group that shrinks exactly (found, then proven by a trial shrink), and the rest
+    with reasons; one :class:`ArchlearnError` listing them when none is left."""
+    groups, skipped = find_groups(model, inputs, ignored=ignored)
+    groups, dropped = check_groups(model, groups, inputs)
+    skipped += dropped
+    if not groups:
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no hidden layer"
+        raise ArchlearnError(f"no layer of this model can be {verb} ({reasons})")
+    return groups, skipped
 
 
 def assert_same_outputs(gated: nn.Module, small: nn.Module, inputs: tuple[torch.Tensor, ...]):
