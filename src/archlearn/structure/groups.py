@@ -189,6 +189,8 @@ def _traced(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.Dependency
     try:
         return dependency_graph(model, inputs)
     except ArchlearnError as exc:
+        if "key/value cache" in str(exc):
+            raise  # a cache's head transposes look like a shuffle; the cache is the cause
         with preserved_mode(model), torch.enable_grad():
             model.eval()
             shuffle = channel_shuffle([t for t in flatten_tensors(run_model(model, inputs))
