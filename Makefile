@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORE_VENV := .venv-core
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test smoke-core lower-bounds lint bench results clean
+.PHONY: demo test smoke-core lower-bounds lint bench results results-status clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -66,6 +66,10 @@ bench: $(STAMP)
 
 results: $(STAMP)
 	$(BIN)/python -m benchmarks.report
+
+# every section of docs/RESULTS.md: current or stale (and why), and the command that refreshes it
+results-status: $(STAMP)
+	$(BIN)/python -m benchmarks.report --status
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) .venv-low runs build *.egg-info src/*.egg-info

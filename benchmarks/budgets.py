@@ -55,7 +55,7 @@ from torch import nn
 import archlearn as al
 from archlearn import data, models
 from archlearn.io import write_json
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.seeding import seeded
 from archlearn.structure.cost import build_cost
 from archlearn.structure.measure import compare_latency, count_macs, count_params
@@ -485,6 +485,7 @@ def main() -> None:
     mg.add_argument("sources", type=Path, nargs="+")
     for p in (t, lat, sw, mg):
         p.add_argument("--out", type=Path, default=RESULTS)
+        add_allow_dirty(p)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.step == "train":

@@ -53,7 +53,7 @@ from archlearn import ArchlearnError, data, models
 from archlearn.io import write_json
 from archlearn.methods import names
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.runs import summarise, train_learned
 from archlearn.structure.measure import count_params
 from archlearn.train import Callback, TrainConfig, Trainer
@@ -414,6 +414,7 @@ def plot(all_means: dict[str, dict[str, dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))

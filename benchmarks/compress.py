@@ -70,7 +70,7 @@ from archlearn.data.text import TextSplits, dedupe, prose_sentences, split_sente
 from archlearn.errors import ArchlearnError
 from archlearn.io import atomic_write, write_json
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.seeding import seeded
 from archlearn.structure.measure import compare_latency, count_macs, count_params
 
@@ -676,6 +676,7 @@ def minilm_table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    add_allow_dirty(parser)
     parser.add_argument("model", choices=("lenet", "minilm", "all"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)

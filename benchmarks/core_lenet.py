@@ -24,7 +24,7 @@ from archlearn import data, models
 from archlearn.io import write_json
 from archlearn.jobs import lenet_mnist
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.structure.measure import count_params
 
 RESULTS = Path(__file__).parent / "results"
@@ -91,6 +91,7 @@ def overhead(splits, epochs: int = 6, batch: int = 64) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--skip-demo", action="store_true")

@@ -40,7 +40,7 @@ from archlearn import data, models
 from archlearn.graphs import cell_net, complete_dag
 from archlearn.io import write_json
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from benchmarks import sparse_common as common
 
 RESULTS = Path(__file__).parent / "results"
@@ -144,6 +144,7 @@ def experiment(name: str, make, splits, mode: str, args, lams: list[float]) -> d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lams", type=float, nargs="+", default=[2.0, 5.0, 10.0, 20.0],

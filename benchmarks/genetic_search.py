@@ -37,7 +37,7 @@ from scipy.stats import spearmanr
 
 from archlearn import data
 from archlearn.io import write_json
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.search.genetic import Genome, ffn_fitness, search
 from archlearn.search.training import Fit, train_ffn
 from benchmarks.parallel import completed, cpu_seconds
@@ -59,6 +59,7 @@ STRATEGIES = {  # name -> search() arguments
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(p)
     p.add_argument("--quick", action="store_true", help="tiny budget: a smoke test")
     p.add_argument("--datasets", default="mnist5k,mnist1d",
                    help="comma list of mnist5k, mnist1d, digits, cifar10 (needs --cifar-path)")

@@ -36,7 +36,7 @@ import archlearn.prune as P
 from archlearn import data, models
 from archlearn.io import write_json
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.structure.measure import count_params
 
 RESULTS = Path(__file__).parent / "results"
@@ -144,6 +144,7 @@ def claim(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=100, help="dense SGD training epochs")
     parser.add_argument("--retrain", type=int, nargs="+", default=[2, 10],

@@ -26,7 +26,7 @@ from archlearn import ArchlearnError, data, models
 from archlearn.io import write_json
 from archlearn.methods import names
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 
 OUT = Path(__file__).parent / "results" / "method_settings.json"
 CMD = "python -m benchmarks.method_settings"
@@ -79,6 +79,7 @@ def needs_batchnorm(method: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=OUT)

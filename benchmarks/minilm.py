@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from archlearn.io import write_json
+from archlearn.provenance import add_allow_dirty
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "minilm.json"
@@ -123,6 +124,7 @@ def run_latency(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_allow_dirty(parser)
     parser.add_argument("step", nargs="?", choices=("fidelity", "latency"), default="fidelity")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)

@@ -16,6 +16,7 @@ import torch
 
 from archlearn import ArchlearnError, data
 from archlearn.io import write_json
+from archlearn.provenance import add_allow_dirty
 from benchmarks import paper
 
 OUT = Path(__file__).parent / "results" / "paper"
@@ -56,6 +57,7 @@ def run(name: str, seeds: int, epochs: int, short: int, out: Path = OUT,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("experiment", nargs="+", choices=NAMES + ["all"])
     parser.add_argument("--seeds", type=int, default=3, help="table 3.1 and bayesopt")
     parser.add_argument("--epochs", type=int, default=20, help="table 3.1, SVD and bayesopt")

@@ -28,7 +28,7 @@ from torch import nn
 from archlearn import data, models
 from archlearn.io import write_json
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.runs import summarise
 from archlearn.train import TrainConfig, Trainer
 from benchmarks.peers import prune_to
@@ -98,6 +98,7 @@ def means(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 2 epochs")

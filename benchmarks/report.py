@@ -1,17 +1,199 @@
 """Render docs/RESULTS.md from the JSON files under benchmarks/results (no hand-typed numbers).
 
-    python -m benchmarks.report
+    python -m benchmarks.report            # write docs/RESULTS.md
+    python -m benchmarks.report --status   # every section: current or stale, why, its command
+
+A section is *stale* (marked in bold on the page) when its results file does not record the
+source files it ran, when any of them differs from today's files, when it was written from a tree
+with local changes or its files changed while it ran, when a library it ran with is outside
+its pin in pyproject.toml, or when it joins several runs but keeps one run's provenance.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import tomllib  # pyright: ignore[reportMissingImports]  (3.11+: the benchmarks' venv)
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from archlearn.io import atomic_write
+from archlearn.provenance import changed_sources
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
 DOC = Path(__file__).parent.parent / "docs" / "RESULTS.md"
+
+# Every results file the page reads: (file under benchmarks/results, its section, the command
+# that refreshes it). Each section marks itself stale with ``stale(payload, file)``.
+SECTIONS: list[tuple[str, str, str]] = [
+    ("core_demo.json", "LeNet-5 on mnist5k: the demo", "python -m benchmarks.core_lenet"),
+    ("core_user_loop.json", "The same defaults in a user's own training loop",
+     "python -m benchmarks.core_lenet"),
+    ("core_overhead.json", "The cost of the gates",
+     "python -m benchmarks.core_lenet --overhead-only"),
+    ("peer_torch_pruning.json", "Torch-Pruning L1 with fine-tuning",
+     "python -m benchmarks.peer_torch_pruning --seeds 3 --epochs 20 "
+     "--out benchmarks/results/peer_torch_pruning.json"),
+    ("budgets.json", "Matched MACs budgets",
+     "python -m benchmarks.budgets train --seeds 3 --epochs 20"),
+    ("budgets_latency.json", "Matched MACs budgets: latency",
+     "python -m benchmarks.budgets latency"),
+    ("budgets_sweep.json", "Matched MACs budgets: the sweep over epochs",
+     "python -m benchmarks.budgets sweep --seeds 3"),
+    ("paper/table31.json", "Paper 1, table 3.1: AL1-AL4",
+     "python -m benchmarks.paper_experiments table31"),
+    ("paper/svd.json", "Paper 1: SVD against AL", "python -m benchmarks.paper_experiments svd"),
+    ("paper/hyper.json", "Paper 1: hyper-parameters (figure 3.2a)",
+     "python -m benchmarks.paper_experiments hyper"),
+    ("paper/classes.json", "Paper 1: number of classes (figure 3.2b)",
+     "python -m benchmarks.paper_experiments classes"),
+    ("paper/depth.json", "Paper 1: depth selection (table 3.2)",
+     "python -m benchmarks.paper_experiments depth"),
+    ("paper/bayesopt.json", "Paper 1: against Bayesian optimisation (Optuna TPE)",
+     "python -m benchmarks.paper_experiments bayesopt"),
+    ("paper/pretrained.json", "Paper 1: starting from a trained model",
+     "python -m benchmarks.paper_experiments pretrained"),
+    ("compare_methods.json", "One comparison: archlearn's methods against pruning peers",
+     "python -m benchmarks.compare_methods --seeds 3 --epochs 10"),
+    ("method_settings.json", "Each method's defaults and variants on digits",
+     "python -m benchmarks.method_settings"),
+    ("magnitude_stier.json", "Stier et al.: magnitude pruning classes",
+     "python -m benchmarks.magnitude_stier --seeds 3 --epochs 100"),
+    ("structure_prediction.json", "Paper 3: predicting accuracy from structural features",
+     "python -m benchmarks.structure_prediction"),
+    ("genetic_search.json", "Paper 3: genetic search with a performance predictor",
+     "python -m benchmarks.genetic_search"),
+    ("zoo.json", "Real architectures: what is gated", "python -m benchmarks.zoo"),
+    ("minilm.json", "all-MiniLM-L6-v2 shrunk and distilled",
+     "python -m benchmarks.minilm fidelity"),
+    ("minilm_latency.json", "all-MiniLM-L6-v2: CPU latency", "python -m benchmarks.minilm latency"),
+    ("compress_lenet.json", "One-shot compression: trained LeNet-5",
+     "python -m benchmarks.compress lenet --seeds 3"),
+    ("compress_minilm.json", "One-shot compression: all-MiniLM-L6-v2",
+     "python -m benchmarks.compress minilm --seeds 3"),
+    ("switcher.json", "Paper 2: the switcher network",
+     "python -m benchmarks.switcher --seeds 3 --epochs 4 6 --jobs 2"),
+    ("diffsparse.json", "Paper 4: differentiable sparsification",
+     "python -m benchmarks.diffsparse --seeds 3 --epochs 30"),
+]
+COMMANDS = {name: command for name, _, command in SECTIONS}
+# legacy provenance keys holding a library's version (before ``versions`` was recorded)
+_LEGACY_VERSIONS = {"torch": "torch", "torch_pruning": "torch-pruning",
+                    "transformers": "transformers", "timm": "timm", "torchvision": "torchvision"}
+
+
+def pins(root: Path = ROOT) -> dict[str, SpecifierSet]:
+    """Every dependency's version specifier in ``root/pyproject.toml`` (core and extras)."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    lines = [*project.get("dependencies", []),
+             *(r for extra in project.get("optional-dependencies", {}).values() for r in extra)]
+    out: dict[str, SpecifierSet] = {}
+    for line in lines:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name != "archlearn" and str(req.specifier):
+            out[name] = out.get(name, SpecifierSet()) & req.specifier
+    return out
+
+
+def blocks(payload: Any) -> Iterator[dict]:
+    """Every provenance block of a results file (nested ones, and each part of a merged one)."""
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            if key == "provenance" and isinstance(value, dict):
+                yield from value.get("parts") or [value]
+            else:
+                yield from blocks(value)
+    elif isinstance(payload, list):
+        for value in payload:
+            yield from blocks(value)
+
+
+def _versions(p: dict) -> dict[str, str]:
+    found = {lib: p[key] for key, lib in _LEGACY_VERSIONS.items() if isinstance(p.get(key), str)}
+    return {**found, **(p.get("versions") or {})}
+
+
+def _shown(items: list[str], most: int = 4) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most
+                                      else "")
+
+
+def stale_reasons(payload: dict, detail: bool = False, root: Path = ROOT) -> list[str]:
+    """Why a results file no longer stands for today's code (empty: it does). ``detail`` names
+    the files (for ``--status``); the page keeps a text that a later edit does not change."""
+    found = list(blocks(payload))
+    if not found:
+        return ["no provenance recorded"]
+    reasons: list[str] = []
+
+    def add(text: str) -> None:
+        if text not in reasons:
+            reasons.append(text)
+
+    spec = pins(root)
+    for p in found:
+        git = p.get("git") or {}
+        if not git.get("commit"):
+            add("no commit recorded")
+        sources = p.get("sources")
+        if not sources:
+            add("no source hash recorded")
+        if git.get("dirty"):
+            text = ("written from a tree with local changes"
+                    + (" (--allow-dirty)" if p.get("allow_dirty") else ""))
+            add(text + (f": {_shown(git['changes'])}" if detail and git.get("changes") else ""))
+        if sources and sources.get("changed_during_run"):
+            add("source files changed while it ran"
+                + (f": {_shown(sources['changed_during_run'])}" if detail else ""))
+        if sources:
+            changed = changed_sources(sources.get("files", {}), root)
+            if changed:
+                add("its source files changed since it ran"
+                    + (f": {_shown(changed)}" if detail else ""))
+        for lib, version in sorted(_versions(p).items()):
+            pin = spec.get(canonicalize_name(lib))
+            if pin is not None and not pin.contains(version, prereleases=True):
+                add(f"{lib} {version} outside its pin {pin}")
+    runs = payload.get("commands") or []
+    if len(runs) > 1 and "parts" not in (payload.get("provenance") or {}):
+        add(f"joins the rows of {len(runs)} runs but keeps one run's provenance")
+    return reasons
+
+
+def stale(payload: dict | None, name: str) -> str:
+    """The bold stale mark a section shows under its heading ('' when current or not run)."""
+    if payload is None:
+        return ""
+    reasons = stale_reasons(payload)
+    if not reasons:
+        return ""
+    return (f"**Stale: {'; '.join(reasons)}. Refresh: `{COMMANDS[name]}`.**\n\n")
+
+
+def status(results: Path = RESULTS, root: Path = ROOT) -> tuple[str, int]:
+    """The table of ``--status``, and how many sections are not current."""
+    lines, behind = [], 0
+    for name, title, command in SECTIONS:
+        path = results / name
+        if not path.exists():
+            state, why = "missing", ["not run yet"]
+        else:
+            payload = json.loads(path.read_text())
+            why = stale_reasons(payload, detail=True, root=root)
+            commits = sorted({(p.get("git") or {}).get("commit") or "?" for p in blocks(payload)})
+            state = "stale" if why else f"current at {', '.join(c[:10] for c in commits)}"
+        behind += bool(why)
+        lines.append(f"{name}: {state}\n  section: {title}\n"
+                     + "".join(f"  why: {w}\n" for w in why) + f"  refresh: {command}\n")
+    head = f"{len(SECTIONS) - behind} of {len(SECTIONS)} sections current\n\n"
+    return head + "\n".join(lines), behind
 
 
 def _load(name: str) -> dict | None:
@@ -28,12 +210,13 @@ def _missing(command: str) -> str:
 
 def source(p: dict, timings: bool = False) -> str:
     """Where a results file came from: its git commit (and local changes), or that none was
-    recorded (written before provenance recorded commits: rerun its command). With
-    ``timings``, whether the machine was loaded when they were taken."""
+    recorded (the section's stale mark says so). With ``timings``, whether the machine was
+    loaded when they were taken."""
     git = p.get("git") or {}
     if not git.get("commit"):
-        return "**no commit recorded: stale until rerun**"
-    dirty = " + local changes" if git.get("dirty") else ""
+        return "no commit recorded"
+    dirty = (" + local changes" + (", --allow-dirty" if p.get("allow_dirty") else "")
+             if git.get("dirty") else "")
     load = p.get("load_average_1min")
     busy = (f"; load {load:.1f} on {p.get('cpus')} CPUs: timings measured under load"
             if timings and load is not None and p.get("cpus") and load > 0.5 * p["cpus"]
@@ -52,6 +235,7 @@ def bayesopt_section(b: dict | None) -> str:
                                f"`{cmd}`._\n")
     p, summ = b["provenance"], b["summary"]
     d = p["data"]
+    out.append(stale(b, "paper/bayesopt.json"))
     out.append(
         f"Command: `{p['command']}` ({source(p, timings=True)}). Data: mnist5k, "
         f"{d['train']:,} training, "
@@ -111,6 +295,7 @@ def core_demo() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     p = r["provenance"]
+    out.append(stale(r, "core_demo.json"))
     out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs, "
                f"{p['seeds']} seeds, "
                f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n")
@@ -158,6 +343,7 @@ def user_loop() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     m = r["mean"]
+    out.append(stale(r, "core_user_loop.json"))
     out.append(f"Command: `{r['provenance']['command']}` "
                f"({source(r['provenance'], timings=True)}).\n\n")
     out.append("| loop | mean params | mean accuracy % | seconds per epoch (median) |\n")
@@ -171,6 +357,9 @@ def user_loop() -> str:
     o = _load("core_overhead.json")
     if o is None:
         return "".join(out) + _missing("python -m benchmarks.core_lenet --overhead-only")
+    mark = stale(o, "core_overhead.json")
+    if mark:  # a paragraph of its own under the table
+        out.append("\n" + mark.rstrip("\n") + "\n")
     out.append(f"\nCost of the gates, same loop, epochs interleaved: {o['gated_seconds']:.2f} s "
                f"against {o['plain_seconds']:.2f} s per epoch (median of {o['epochs']}, "
                f"{o['threads']} threads; `{o['command']}`): **{o['ratio']:.2f}x**.\n")
@@ -182,6 +371,7 @@ def peers() -> str:
     out = ["\n## Torch-Pruning L1 with fine-tuning, same data and epochs\n"]
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.peer_torch_pruning")
+    out.append(stale(r, "peer_torch_pruning.json"))
     out.append(f"Command: `{r['provenance'].get('command', '')}` ({source(r['provenance'])}).\n\n")
     out.append("| method | target | mean params | mean accuracy % |\n|---|---|---|---|\n")
     groups: dict[tuple, list] = {}
@@ -212,6 +402,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} table31"))
     else:
         p = t["provenance"]
+        out.append(stale(t, "paper/table31.json"))
         out.append(f"Command: `{p['command']}` ({source(p)}; mean of {p['seeds']} seeds).\n\n")
         out.append("| setting | lambda3 | depth on fc | architecture (seed 0) | params | acc % "
                    "| from scratch % | paper arch | paper AL % | paper scratch % |\n")
@@ -231,6 +422,7 @@ def paper_section() -> str:
     if s is None:
         out.append(_missing(f"{cmd} svd"))
     else:
+        out.append(stale(s, "paper/svd.json"))
         out.append(f"Command: `{s['provenance']['command']}` ({source(s['provenance'])}; SVD "
                    "without fine-tuning, as in the paper).\n\n"
                    "| model | params | acc % |\n|---|---|---|\n")
@@ -243,6 +435,7 @@ def paper_section() -> str:
     if h is None:
         out.append(_missing(f"{cmd} hyper"))
     else:
+        out.append(stale(h, "paper/hyper.json"))
         out.append(f"Command: `{h['provenance']['command']}` ({source(h['provenance'])}).\n\n"
                    "| setting | architecture | params | acc % |\n"
                    "|---|---|---|---|\n")
@@ -255,6 +448,7 @@ def paper_section() -> str:
     if c is None:
         out.append(_missing(f"{cmd} classes"))
     else:
+        out.append(stale(c, "paper/classes.json"))
         out.append(f"Command: `{c['provenance']['command']}` ({source(c['provenance'])}). "
                    "Spearman correlation with the number of classes: "
                    f"fc units {c['spearman_fc_neurons']:.2f}, error "
@@ -269,6 +463,7 @@ def paper_section() -> str:
     if d is None:
         out.append(_missing(f"{cmd} depth"))
     else:
+        out.append(stale(d, "paper/depth.json"))
         out.append(f"Command: `{d['provenance']['command']}` ({source(d['provenance'])}). The "
                    "learned depth counts the weight layers of the "
                    "shrunk model (merged layers are gone for real).\n\n"
@@ -284,6 +479,7 @@ def paper_section() -> str:
     if pre is None:
         out.append(_missing(f"{cmd} pretrained"))
     else:
+        out.append(stale(pre, "paper/pretrained.json"))
         out.append(f"Command: `{pre['provenance']['command']}` ({source(pre['provenance'])}; "
                    "a trained LeNet-5, then "
                    f"{pre['provenance']['finetune_epochs']} epochs with gates).\n\n"
@@ -312,6 +508,7 @@ def structure_section() -> str:
         held_out = -(-2 * b["graphs_per_prior"] // 10)
         schedule = ("a one-cycle learning rate (10% warm-up, cosine to ~0)"
                     if b.get("anneal") else "a constant learning rate")
+        out.append(stale(sp, "structure_prediction.json"))
         out.append(f"Command: `{sp['provenance']['command']}` "
                    f"({source(sp['provenance'], timings=True)}). "
                    "Budget (scaled for 2 cores; the "
@@ -352,6 +549,7 @@ def structure_section() -> str:
             f"{n}: {d['training']['epochs']} epochs at lr {d['training']['lr']:g}"
             + (", one-cycle" if d["training"].get("anneal") else "")
             for n, d in gs["datasets"].items())
+        out.append(stale(gs, "genetic_search.json"))
         out.append(f"Command: `{prov['command']}` ({source(prov, timings=True)}). "
                    f"{budget['budget']} trained "
                    "networks per "
@@ -405,7 +603,14 @@ def render() -> str:
     return text
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--status", action="store_true",
+                        help="list every section: current or stale, why, and its command")
+    args = parser.parse_args(argv)
+    if args.status:
+        print(status()[0], end="")
+        return
     write_text = atomic_write(DOC, render())
     print(f"wrote {write_text}")
 

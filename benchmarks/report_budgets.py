@@ -47,7 +47,10 @@ def section() -> str:
     trained = _read(TRAIN_JSON)
     if trained is None:
         return "".join(out) + "_Not run yet: `python -m benchmarks.budgets train`._\n"
+    from benchmarks.report import stale
+
     p = trained["provenance"]
+    out.append(stale(trained, TRAIN_JSON))
     timed = _read(LATENCY_JSON)
     lat = _latency_means(timed)
     commands = trained.get("commands") or [p["command"]]
@@ -62,6 +65,7 @@ def section() -> str:
                    "machine)._\n\n")
     else:
         q = timed["provenance"]
+        out.append(stale(timed, LATENCY_JSON))
         out.append(f"Latency: `{q['command']}` ({q['rounds']} interleaved rounds, 1 thread, "
                    f"median (IQR) in ms per forward pass, mean over seeds; load average "
                    f"{q['load_average_1min']} on {q['cpus']} CPUs when timed"
@@ -133,6 +137,9 @@ def sweep_section() -> str:
     swept = _read(SWEEP_JSON)
     if swept is None:
         return "".join(out) + "_Not run yet: `python -m benchmarks.budgets sweep`._\n"
+    from benchmarks.report import stale
+
+    out.append(stale(swept, SWEEP_JSON))
     out.append(f"Command: `{swept['provenance']['command']}`: tsrelu with `cost` and `budget` "
                "of the same kind. Reached / budget: mean (min-max) over seeds, counted on the "
                "shrunk model; *controller*: where the decision stood at the freeze, before it "

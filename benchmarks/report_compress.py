@@ -54,11 +54,11 @@ def section(folder: Path = RESULTS) -> str:
 
 
 def lenet_section(r: dict[str, Any]) -> str:
-    from benchmarks.report import source
+    from benchmarks.report import source, stale
 
     p = r["provenance"]
     lat = p["latency"]
-    out = ["\n### Trained LeNet-5 (20-50-500-10) on mnist5k\n\n"]
+    out = ["\n### Trained LeNet-5 (20-50-500-10) on mnist5k\n\n", stale(r, LENET_JSON)]
     out.append(
         f"Command: `{p['command']}` ({source(p, timings=True)}; torch {p['torch']}, "
         f"{p['machine']}). Data: {p['data']['split']}; {p['data']['train']:,} training / "
@@ -126,12 +126,12 @@ def _lenet_verdicts(r: dict[str, Any]) -> str:
 
 
 def minilm_section(r: dict[str, Any]) -> str:
-    from benchmarks.report import source
+    from benchmarks.report import source, stale
 
     p = r["provenance"]
     d, o = p["data"], p["other"]
     lat = p["latency"]
-    out = ["\n### all-MiniLM-L6-v2, its sentence embeddings kept\n\n"]
+    out = ["\n### all-MiniLM-L6-v2, its sentence embeddings kept\n\n", stale(r, MINILM_JSON)]
     out.append(
         f"Command: `{p['command']}` ({source(p, timings=True)}; torch {p['torch']}, "
         f"{p['machine']}). Budget {p['budget']} of the MACs of one {p['tokens']}-token "

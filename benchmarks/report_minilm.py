@@ -26,7 +26,7 @@ def _seeds(p: dict) -> str:
 
 
 def section() -> str:
-    from benchmarks.report import source
+    from benchmarks.report import source, stale
 
     out = ["\n## all-MiniLM-L6-v2 shrunk, its sentence embeddings kept\n\n"]
     r = _load("minilm.json")
@@ -34,6 +34,7 @@ def section() -> str:
         return "".join(out) + "_Not run yet: `python -m benchmarks.minilm fidelity`._\n"
     p = r["provenance"]
     data = p["data"]
+    out.append(stale(r, "minilm.json"))
     out.append(
         f"Command: `{p['command']}` ({source(p)}; the job `archlearn run minilm-distill` for "
         f"{_seeds(p)}; {p['steps']} distillation steps of {p['batch_size']} "
@@ -80,18 +81,20 @@ def section() -> str:
 
 
 def _latency() -> str:
-    from benchmarks.report import source
+    from benchmarks.report import source, stale
 
     t = _load("minilm_latency.json")
     if t is None:
         return ("\nLatency: _not measured on a quiet machine yet: "
                 "`python -m benchmarks.minilm latency`._\n")
     p = t["provenance"]
-    out = [f"\nCPU latency, `{p['command']}` ({source(p, timings=True)}; {p['threads']} threads, "
-           f"{p['rounds']} interleaved rounds, 3 times as many at batch 1; median [quartiles]; "
-           "speed-up = the original's median over the model's):\n\n"
-           "| model | batch 32 x 128 tokens, ms | speed-up | batch 1 x 128, ms | speed-up |\n"
-           "|---|---|---|---|---|\n"]
+    mark = stale(t, "minilm_latency.json")
+    out = ["\n" + mark.rstrip("\n") + "\n" if mark else ""]
+    out += [f"\nCPU latency, `{p['command']}` ({source(p, timings=True)}; {p['threads']} threads, "
+            f"{p['rounds']} interleaved rounds, 3 times as many at batch 1; median [quartiles]; "
+            "speed-up = the original's median over the model's):\n\n"
+            "| model | batch 32 x 128 tokens, ms | speed-up | batch 1 x 128, ms | speed-up |\n"
+            "|---|---|---|---|---|\n"]
     b32, b1 = t["latency"]["b32x128"], t["latency"]["b1x128"]
     for name in b32:
         a, b = b32[name], b1[name]

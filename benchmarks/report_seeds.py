@@ -52,7 +52,10 @@ def switcher_section(results: Path = RESULTS) -> str:
     r = _load(results, "switcher.json")
     if r is None:
         return "".join(out) + _missing(SWITCHER_CMD)
+    from benchmarks.report import stale
+
     p = r["provenance"]
+    out.append(stale(r, "switcher.json"))
     out.append(
         f"Command: `{p['command']}` ({_epochs(p['epochs'])} epochs, mean of {p['seeds']} seeds, "
         f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n"
@@ -125,7 +128,10 @@ def diffsparse_section(results: Path = RESULTS) -> str:
     r = _load(results, "diffsparse.json")
     if r is None:
         return "".join(out) + _missing(DIFFSPARSE_CMD)
+    from benchmarks.report import stale
+
     first = next(iter(r["experiments"].values()))["provenance"]
+    out.append(stale(r, "diffsparse.json"))
     out.append(
         f"Command: `{first['command']}` ({first['epochs']} epochs, mean of {first['seeds']} "
         f"seeds, torch {first['torch']}, {first['machine']}).\n\n"

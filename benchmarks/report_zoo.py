@@ -16,8 +16,11 @@ def section(path: Path = RESULTS) -> str:
     out = ["\n## Real architectures: what is gated, what is skipped and why\n\n"]
     if not path.exists():
         return "".join(out) + "_Not run yet: `python -m benchmarks.zoo`._\n"
+    from benchmarks.report import stale
+
     r = json.loads(path.read_text())
     p = r["provenance"]
+    out.append(stale(r, "zoo.json"))
     dirty = " + local changes" if p["git"]["dirty"] else ""
     # timm and torchvision joined the zoo later: older results files have no version for them
     libraries = "".join(f", {lib} {p[lib]}" for lib in ("timm", "torchvision") if lib in p)

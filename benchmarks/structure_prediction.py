@@ -38,7 +38,7 @@ import torch
 from archlearn import data
 from archlearn.graphs import FEATURE_NAMES, reber_dataset
 from archlearn.io import write_json
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.search.predictor import fit_predictors, structure_dataset
 from benchmarks.parallel import completed, cpu_seconds
 
@@ -60,6 +60,7 @@ SCORES = ("r2_holdout: one 90/10 split (the paper's); r2_cv_pooled: R^2 of all o
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_allow_dirty(p)
     p.add_argument("--quick", action="store_true", help="tiny budget: a smoke test")
     p.add_argument("--cells", default="rnn,rnn_relu,gru,lstm")
     p.add_argument("--graphs-per-prior", type=int, default=30, help="Reber graphs per prior")

@@ -48,7 +48,7 @@ import archlearn as al
 from archlearn import data, models
 from archlearn.io import write_json
 from archlearn.metrics import accuracy
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.runs import architecture_string
 from benchmarks import sparse_common as common
 
@@ -135,6 +135,7 @@ def run_task(name: str, seeds: int, epochs: int, rows: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_allow_dirty(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, nargs="+", default=[30],
                         help="one for every task, or one per task in --tasks order")

@@ -25,7 +25,7 @@ import torch
 
 import archlearn as al
 from archlearn.io import write_json
-from archlearn.provenance import provenance
+from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.structure.coverage import coverage
 from archlearn.structure.measure import count_macs, count_params
 
@@ -155,6 +155,7 @@ def _provenance(command: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_allow_dirty(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="", help="comma-separated subset")
     parser.add_argument("--quick", action="store_true", help="small configs (a smoke run)")

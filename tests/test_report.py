@@ -81,3 +81,132 @@ def test_demo_section_marks_a_stale_timing_and_a_missing_budgeted_row(monkeypatc
     _filled(text)
     assert "| budgeted | not yet measured: rerun `python -m benchmarks.core_lenet` |" in text
     assert text.count(report.STALE_TIMING) == 3 and "200.00" not in text
+
+
+def test_every_results_file_has_a_section_and_a_command():
+    from benchmarks.budgets import LATENCY_JSON, SWEEP_JSON, TRAIN_JSON
+    from benchmarks.compress import LENET_JSON, MINILM_JSON
+
+    names = [name for name, _, _ in report.SECTIONS]
+    assert len(names) == len(set(names))
+    files = {p.relative_to(report.RESULTS).as_posix()
+             for p in [*report.RESULTS.glob("*.json"), *report.RESULTS.glob("paper/*.json")]}
+    assert files <= set(names)
+    assert {TRAIN_JSON, LATENCY_JSON, SWEEP_JSON, LENET_JSON, MINILM_JSON} <= set(names)
+
+
+def test_the_page_marks_in_bold_every_section_the_status_calls_stale():
+    text, behind = report.status()
+    page = report.render()
+    stale = [(name, command) for name, _, command in report.SECTIONS
+             if (report.RESULTS / name).exists()
+             and report.stale_reasons(json.loads((report.RESULTS / name).read_text()))]
+    assert page.count("**Stale: ") == len(stale)
+    for name, command in stale:
+        assert f"Refresh: `{command}`.**" in page
+        assert f"{name}: stale\n" in text
+    assert text.startswith(f"{len(report.SECTIONS) - behind} of {len(report.SECTIONS)} sections "
+                           "current")
+
+
+# the machinery under test, carried into the clone so that the clone runs this code
+_MACHINERY = ["src/archlearn/provenance.py", "src/archlearn/io.py", "benchmarks/report.py",
+              *(p.relative_to(report.ROOT).as_posix()
+                for p in sorted(report.ROOT.glob("benchmarks/report_*.py")))]
+# a benchmark's run, simulated: import its module, record provenance, write its results file
+_WRITE = """import json, sys
+import importlib
+importlib.import_module("benchmarks." + sys.argv[1])
+from archlearn.io import write_json
+from archlearn.provenance import provenance
+path = "benchmarks/results/" + sys.argv[1] + ".json"
+d = json.load(open(path))
+d["provenance"] = {**d["provenance"], **provenance(d["provenance"]["command"])}
+write_json(path, d)
+"""
+_READ = """import json
+from benchmarks import report
+print(json.dumps({"status": report.status()[0], "page": report.render(),
+                  "doc": report.DOC.read_text()}))
+"""
+
+
+def test_a_source_edit_in_a_clone_marks_the_affected_sections_stale(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from archlearn.provenance import ALLOW_DIRTY_ENV
+
+    clone = tmp_path / "clone"
+    env = {k: v for k, v in os.environ.items() if k != ALLOW_DIRTY_ENV}
+    env.update(PYTHONPATH=f"{clone / 'src'}{os.pathsep}{clone}", OMP_NUM_THREADS="1")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)
+
+    def python(*args, **extra):
+        return subprocess.run([sys.executable, *args], cwd=clone, env={**env, **extra},
+                              capture_output=True, text=True, timeout=300)
+
+    def read():
+        done = python("-c", _READ)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    subprocess.run(["git", "clone", "-q", str(report.ROOT), str(clone)], check=True)
+    for name in _MACHINERY:
+        shutil.copy(report.ROOT / name, clone / name)
+    git("add", *_MACHINERY)
+    git("commit", "-q", "--allow-empty", "-m", "the machinery under test")
+    peers, stier = "peer_torch_pruning", "magnitude_stier"
+    for bench in (peers, stier):  # two runs from the clean clone, each its own process
+        done = python("-c", _WRITE, bench)
+        assert done.returncode == 0, done.stderr
+    assert "archlearn" not in json.loads((clone / f"benchmarks/results/{peers}.json").read_text(
+    ))["provenance"]["git"]["changes"]
+    done = python("-m", "benchmarks.report")  # the page as it would be committed
+    assert done.returncode == 0, done.stderr
+    git("add", "benchmarks/results", "docs/RESULTS.md")
+    git("commit", "-q", "-m", "results")
+    mark = {b: f"Refresh: `{report.COMMANDS[b + '.json']}`.**" for b in (peers, stier)}
+
+    r = read()
+    assert f"{peers}.json: current at" in r["status"] and f"{stier}.json: current at" in r["status"]
+    assert mark[peers] not in r["page"] and mark[stier] not in r["page"]
+    assert r["page"] == r["doc"]
+
+    # a benchmark's own file: its section only
+    with open(clone / "benchmarks" / f"{peers}.py", "a") as f:
+        f.write("# edited\n")
+    r = read()
+    assert (f"{peers}.json: stale\n" in r["status"]
+            and f"its source files changed since it ran: benchmarks/{peers}.py (changed)"
+            in r["status"])
+    assert f"{stier}.json: current at" in r["status"]
+    assert mark[peers] in r["page"] and mark[stier] not in r["page"]
+    assert "**Stale: its source files changed since it ran. Refresh:" in r["page"]
+    assert r["page"] != r["doc"]  # the committed page no longer renders: its test fails
+    git("checkout", "--", f"benchmarks/{peers}.py")
+
+    # a file of the package: every section that ran it
+    with open(clone / "src" / "archlearn" / "io.py", "a") as f:
+        f.write("# edited\n")
+    r = read()
+    for b in (peers, stier):
+        assert f"{b}.json: stale\n" in r["status"] and mark[b] in r["page"]
+    assert "src/archlearn/io.py (changed)" in r["status"]
+
+    # and that tree is dirty: a run refuses to write its results, unless told --allow-dirty
+    done = python("-c", _WRITE, stier)
+    assert done.returncode != 0
+    assert "refusing to write" in done.stderr and "src/archlearn/io.py" in done.stderr
+    done = python("-c", _WRITE, stier, **{ALLOW_DIRTY_ENV: "1"})
+    assert done.returncode == 0, done.stderr
+    git("checkout", "--", "src/archlearn/io.py")
+    r = read()
+    assert "written from a tree with local changes (--allow-dirty)" in r["status"]
+    assert f"{stier}.json: stale\n" in r["status"] and f"{peers}.json: current at" in r["status"]
+    assert "written from a tree with local changes (--allow-dirty)" in r["page"]

@@ -56,7 +56,14 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str],
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write ``payload`` as indented JSON, atomically (values JSON cannot hold become strings)."""
+    """Write ``payload`` as indented JSON, atomically (values JSON cannot hold become strings).
+
+    Into a checkout's ``benchmarks/results/``, only from a clean tree or with ``--allow-dirty``
+    (``archlearn.provenance.check_results_write``).
+    """
+    from archlearn.provenance import check_results_write
+
+    check_results_write(path)
     return atomic_write(path, json.dumps(payload, indent=1, default=str))
 
 

@@ -1,47 +1,193 @@
 """What produced a result file: the command, the code's git commit, versions, data, machine.
 
 Every results JSON carries this block, so a figure can be traced to the commit and command that
-wrote it, and a timing to the load on the machine when it was taken.
+wrote it, and a timing to the load on the machine when it was taken. The block also holds a hash
+of every source file the run used (all of ``archlearn`` and the benchmark modules it had
+imported), taken when ``archlearn.provenance`` was first imported, so a reader can tell whether
+today's files are still the ones that produced the figures (``changed_sources``), whichever
+commit the checkout says it is at.
+
+A results file under ``benchmarks/results/`` is written only from a clean checkout
+(``check_results_write``, called by ``archlearn.io.write_json``), unless the run was told
+``--allow-dirty`` (``add_allow_dirty``) or ``ARCHLEARN_ALLOW_DIRTY=1`` is set; the block then
+says so.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
 import platform
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from archlearn.data import Splits
+from archlearn.errors import ArchlearnError
+
+if TYPE_CHECKING:
+    from archlearn.data import Splits
 
 _SOURCE = Path(__file__).resolve().parent
+# the checkout holding src/archlearn (None for an installed package): paths are recorded
+# relative to it, e.g. "src/archlearn/io.py" and "benchmarks/budgets.py"
+_CHECKOUT: Path | None = _SOURCE.parent.parent if _SOURCE.parent.name == "src" else None
+_BASE = _CHECKOUT or _SOURCE.parent
+ALLOW_DIRTY_ENV = "ARCHLEARN_ALLOW_DIRTY"
+# outputs of the benchmarks: changes there do not make a tree dirty (a run rewrites its JSON)
+OUTPUTS = ("benchmarks/results", "docs/RESULTS.md")
+# the libraries whose versions a result records (read from the installed metadata: no import)
+VERSIONS = ("torch", "torch-pruning", "transformers", "timm", "torchvision", "numpy", "optuna",
+            "scikit-learn")
+HASH_CHARS = 16
+
+
+class DirtyTreeError(ArchlearnError):
+    """A results file would be written into ``benchmarks/results/`` from a dirty checkout."""
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """The first 16 hex digits of the file's sha256."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:HASH_CHARS]
+
+
+def package_files(base: str | os.PathLike) -> list[str]:
+    """Every ``*.py`` of archlearn under the checkout (or site-packages folder) ``base``, as
+    sorted paths relative to it: ``src/archlearn/...`` in a checkout."""
+    base = Path(base)
+    package = base / "src" / "archlearn" if (base / "src" / "archlearn").is_dir() \
+        else base / "archlearn"
+    return sorted(p.relative_to(base).as_posix() for p in package.rglob("*.py"))
+
+
+def _benchmark_files(base: Path | None) -> list[str]:
+    if base is None:
+        return []
+    return sorted(p.relative_to(base).as_posix() for p in (base / "benchmarks").glob("*.py"))
+
+
+def hash_files(base: str | os.PathLike, files: Iterable[str]) -> dict[str, str | None]:
+    """``{path: hash}`` of the files (relative to ``base``); None for a file that is gone."""
+    base = Path(base)
+    out: dict[str, str | None] = {}
+    for name in files:
+        try:
+            out[name] = file_hash(base / name)
+        except OSError:
+            out[name] = None
+    return out
+
+
+# The files as the run found them: taken when this module is first imported (benchmarks and jobs
+# import it at their top, before any work), so a file edited or committed while a run goes on is
+# recorded as it was when the run loaded it, and the change is recorded too.
+_AT_START = hash_files(_BASE, [*package_files(_BASE), *_benchmark_files(_CHECKOUT)])
+
+
+def _loaded_benchmarks() -> list[str]:
+    """The benchmark modules (files under ``<checkout>/benchmarks``) this process imported, the
+    script run with ``python -m`` included."""
+    if _CHECKOUT is None:
+        return []
+    folder = _CHECKOUT / "benchmarks"
+    out = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        if path.suffix == ".py" and path.parent == folder:
+            out.add(path.relative_to(_CHECKOUT).as_posix())
+    return sorted(out)
+
+
+def source_record() -> dict[str, Any]:
+    """``{"files": {path: hash}, "changed_during_run": [paths]}``: every file of archlearn and
+    every benchmark module loaded, hashed as they were when the run started; the paths whose
+    content differs now (edited, added or removed since the start)."""
+    files = [*package_files(_BASE), *_loaded_benchmarks()]
+    recorded = {f: _AT_START[f] if f in _AT_START else file_hash(_BASE / f) for f in files}
+    now = hash_files(_BASE, files)
+    started = {f for f in _AT_START if not f.startswith("benchmarks/")}
+    changed = {f for f in files if now[f] != recorded[f]} | (started ^ set(package_files(_BASE)))
+    return {"files": recorded, "changed_during_run": sorted(changed)}
+
+
+def changed_sources(recorded: dict[str, str | None], base: str | os.PathLike) -> list[str]:
+    """The recorded files whose content differs in the checkout ``base`` today (or that are gone
+    from it), and the archlearn files added to it since: each as ``"path (changed)"``,
+    ``"path (removed)"`` or ``"path (added)"``. Empty when the files are the ones the run used.
+
+    >>> import tempfile
+    >>> base = Path(tempfile.mkdtemp()); (base / "src" / "archlearn").mkdir(parents=True)
+    >>> _ = (base / "src" / "archlearn" / "a.py").write_text("x = 1")
+    >>> record = hash_files(base, package_files(base))
+    >>> changed_sources(record, base)
+    []
+    >>> _ = (base / "src" / "archlearn" / "a.py").write_text("x = 2")
+    >>> changed_sources(record, base)
+    ['src/archlearn/a.py (changed)']
+    """
+    now = hash_files(base, recorded)
+    out = [f"{f} ({'removed' if now[f] is None else 'changed'})"
+           for f in recorded if now[f] != recorded[f]]
+    package = {f for f in recorded if not f.startswith("benchmarks/")}
+    out += [f"{f} (added)" for f in package_files(base) if f not in package]
+    return out
+
+
+def _git(where: str | os.PathLike, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.rstrip("\n") if done.returncode == 0 else None
 
 
 def git_state(where: str | os.PathLike = _SOURCE) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``where``.
+    """``{"commit": sha or None, "dirty": bool or None, "changes": [paths]}`` of the checkout
+    holding ``where``.
 
-    ``dirty`` is True when tracked files differ from the commit (untracked files do not count).
-    Outside a git checkout (an installed wheel) both are None.
+    ``dirty`` is True when tracked files differ from the commit (untracked files do not count,
+    nor the benchmarks' own outputs, ``OUTPUTS``); ``changes`` names them (``git status
+    --porcelain``). Outside a git checkout (an installed wheel) the commit and flag are None.
 
     >>> sorted(git_state())
-    ['commit', 'dirty']
+    ['changes', 'commit', 'dirty']
     """
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(where), *args], capture_output=True,
-                                  text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
+    commit = _git(where, "rev-parse", "HEAD")
+    top = _git(where, "rev-parse", "--show-toplevel")
+    if commit is None or top is None:
+        return {"commit": None, "dirty": None, "changes": []}
+    status = _git(top, "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                  *(f":(top,exclude){p}" for p in OUTPUTS))
+    changes = [] if status is None else [line[3:] for line in status.splitlines() if line]
+    return {"commit": commit, "dirty": None if status is None else bool(changes),
+            "changes": changes}
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+def versions() -> dict[str, str]:
+    """The installed version of each library of ``VERSIONS`` that is installed."""
+    out = {}
+    for name in VERSIONS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def dirty_allowed() -> bool:
+    """Whether this run may write results from a dirty tree (``--allow-dirty`` or
+    ``ARCHLEARN_ALLOW_DIRTY=1``)."""
+    return os.environ.get(ALLOW_DIRTY_ENV, "").strip() not in ("", "0")
 
 
 def provenance(command: str, splits: Splits | None = None, **extra: Any) -> dict[str, Any]:
@@ -49,16 +195,84 @@ def provenance(command: str, splits: Splits | None = None, **extra: Any) -> dict
     from archlearn import __version__
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    argv = getattr(sys, "orig_argv", sys.argv)
     out: dict[str, Any] = {
         "command": command,
+        "command_line": shlex.join(["python", *argv[1:]]),
         "git": git_state(),
+        "allow_dirty": dirty_allowed(),
         "archlearn": __version__,
         "torch": torch.__version__,
+        "versions": versions(),
         "python": sys.version.split()[0],
         "machine": f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} threads",
         "cpus": os.cpu_count(),
         "load_average_1min": None if load is None else round(load[0], 2),
+        "sources": source_record(),
     }
     if splits is not None:
         out["data"] = splits.record()
     return {**out, **extra}
+
+
+def merged(*blocks: dict[str, Any] | None) -> dict[str, Any]:
+    """One provenance block for a file that joins the rows of several runs: the last block, with
+    every run's block (parts of parts flattened, repeats dropped) under ``"parts"``, so the
+    report can check each of them.
+
+    >>> m = merged({"command": "a"}, {"command": "b"})
+    >>> m["command"], [p["command"] for p in m["parts"]]
+    ('b', ['a', 'b'])
+    """
+    parts: list[dict[str, Any]] = []
+    for block in blocks:
+        if not block:
+            continue
+        for part in block.get("parts") or [{k: v for k, v in block.items() if k != "parts"}]:
+            if part not in parts:
+                parts.append(part)
+    if not parts:
+        raise ValueError("merged() needs at least one provenance block")
+    return {**parts[-1], "parts": parts}
+
+
+def results_checkout(path: str | os.PathLike) -> Path | None:
+    """The checkout whose ``benchmarks/results/`` holds ``path``, or None when it is elsewhere."""
+    for folder in Path(path).resolve().parents:
+        if folder.name == "results" and folder.parent.name == "benchmarks":
+            return folder.parent.parent
+    return None
+
+
+def check_results_write(path: str | os.PathLike) -> None:
+    """Refuse (``DirtyTreeError``) to write ``path`` into a checkout's ``benchmarks/results/``
+    while tracked files of that checkout have local changes, unless ``dirty_allowed()``: a
+    result must be what the code at one commit produces."""
+    checkout = results_checkout(path)
+    if checkout is None or dirty_allowed():
+        return
+    state = git_state(checkout)
+    if state["dirty"]:
+        shown = ", ".join(state["changes"][:5]) + (", ..." if len(state["changes"]) > 5 else "")
+        raise DirtyTreeError(
+            f"refusing to write {path}: tracked files of {checkout} have local changes "
+            f"({shown}), so the result would not be what the code at commit "
+            f"{(state['commit'] or '?')[:10]} produces. Commit them (or run from a clean "
+            f"clone), or pass --allow-dirty ({ALLOW_DIRTY_ENV}=1) to write it anyway: the "
+            "report then marks it stale.")
+
+
+class _AllowDirty(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[ALLOW_DIRTY_ENV] = "1"  # seen by write_json, and by worker processes
+        setattr(namespace, self.dest, True)
+
+
+def add_allow_dirty(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give a benchmark's parser ``--allow-dirty``: write results into benchmarks/results/ even
+    from a tree with local changes (recorded; the report marks such results stale)."""
+    parser.add_argument("--allow-dirty", action=_AllowDirty, nargs=0, default=False,
+                        help="write into benchmarks/results/ even though tracked files have "
+                             "local changes (recorded; the report marks the result stale); "
+                             f"also {ALLOW_DIRTY_ENV}=1")
+    return parser

@@ -1,0 +1,158 @@
+"""Provenance that cannot mislead: what a result records, when the report calls it stale, and the
+refusal to write benchmarks/results/ from a dirty tree."""
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from archlearn import provenance as prov
+from archlearn.io import write_json
+from benchmarks import report
+
+PYPROJECT = """[project]
+name = "x"
+dependencies = ["torch>=2.3", "torch-pruning~=1.6.1"]
+[project.optional-dependencies]
+hf = ["transformers>=4.46"]
+"""
+
+
+def _git(where: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(where), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A small git checkout laid out like archlearn's: a package, a benchmark, a results folder."""
+    (tmp_path / "src" / "archlearn").mkdir(parents=True)
+    (tmp_path / "src" / "archlearn" / "core.py").write_text("X = 1\n")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "bench.py").write_text("Y = 1\n")
+    (tmp_path / "benchmarks" / "results" / "old.json").write_text("{}\n")
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    return tmp_path
+
+
+def _record(root: Path, **extra) -> dict:
+    """A results file as a clean run in ``root`` writes it."""
+    files = [*prov.package_files(root), "benchmarks/bench.py"]
+    p = {"command": "python -m benchmarks.bench", "git": prov.git_state(root),
+         "allow_dirty": False, "versions": {"torch": "2.13.0", "torch-pruning": "1.6.1"},
+         "sources": {"files": prov.hash_files(root, files), "changed_during_run": []}, **extra}
+    return {"provenance": p, "rows": []}
+
+
+def test_a_result_records_commit_tree_versions_command_and_source_hashes():
+    import benchmarks.report  # noqa: F401  a benchmark module this process has loaded
+
+    p = prov.provenance("python -m benchmarks.something --seeds 3", seeds=3)
+    assert p["command"] == "python -m benchmarks.something --seeds 3" and p["seeds"] == 3
+    assert p["command_line"].startswith("python ")
+    assert len(p["git"]["commit"]) == 40 and isinstance(p["git"]["dirty"], bool)
+    assert isinstance(p["git"]["changes"], list) and isinstance(p["allow_dirty"], bool)
+    assert {"torch", "torch-pruning", "transformers"} <= set(p["versions"])
+    files = p["sources"]["files"]
+    assert "src/archlearn/provenance.py" in files and "benchmarks/report.py" in files
+    assert set(prov.package_files(report.ROOT)) <= set(files)  # every file of the package
+    assert all(len(h) == prov.HASH_CHARS for h in files.values())
+    assert isinstance(p["sources"]["changed_during_run"], list)
+    json.dumps(p)  # it goes into a JSON file as it is
+
+
+def test_a_file_edited_while_the_run_goes_on_is_recorded_as_it_started(monkeypatch):
+    name = "src/archlearn/provenance.py"
+    monkeypatch.setitem(prov._AT_START, name, "0" * prov.HASH_CHARS)
+    record = prov.source_record()
+    assert record["files"][name] == "0" * prov.HASH_CHARS  # the code the run loaded
+    assert name in record["changed_during_run"]
+
+
+def test_changed_sources_names_changed_removed_and_added_files(checkout):
+    record = prov.hash_files(checkout, [*prov.package_files(checkout), "benchmarks/bench.py"])
+    assert prov.changed_sources(record, checkout) == []
+    (checkout / "benchmarks" / "bench.py").write_text("Y = 2\n")
+    (checkout / "src" / "archlearn" / "core.py").unlink()
+    (checkout / "src" / "archlearn" / "new.py").write_text("")
+    (checkout / "benchmarks" / "other.py").write_text("")  # a benchmark the run did not load
+    assert prov.changed_sources(record, checkout) == [
+        "src/archlearn/core.py (removed)", "benchmarks/bench.py (changed)",
+        "src/archlearn/new.py (added)"]
+
+
+def test_a_result_whose_source_hash_no_longer_matches_the_files_is_stale(checkout):
+    payload = _record(checkout)
+    assert report.stale_reasons(payload, root=checkout) == []
+    (checkout / "src" / "archlearn" / "core.py").write_text("X = 2\n")
+    assert report.stale_reasons(payload, root=checkout) == ["its source files changed since it ran"]
+    assert report.stale_reasons(payload, detail=True, root=checkout) == [
+        "its source files changed since it ran: src/archlearn/core.py (changed)"]
+
+
+def test_every_other_reason_to_call_a_result_stale(checkout):
+    def reasons(payload):
+        return report.stale_reasons(payload, root=checkout)
+
+    fresh = _record(checkout)
+    p = fresh["provenance"]
+    assert reasons({"rows": []}) == ["no provenance recorded"]
+    old = {"provenance": {"command": "c", "git": {"commit": "abc", "dirty": False},
+                          "torch": "2.13.0", "torch_pruning": "1.6.0"}}
+    assert reasons(old) == ["no source hash recorded", "torch-pruning 1.6.0 outside its pin "
+                                                       "~=1.6.1"]
+    assert reasons({"provenance": {**p, "git": {"commit": None}}}) == ["no commit recorded"]
+    dirty = {**p, "git": {**p["git"], "dirty": True, "changes": ["src/archlearn/core.py"]}}
+    assert reasons({"provenance": dirty}) == ["written from a tree with local changes"]
+    assert reasons({"provenance": {**dirty, "allow_dirty": True}}) == [
+        "written from a tree with local changes (--allow-dirty)"]
+    during = {**p, "sources": {**p["sources"], "changed_during_run": ["src/archlearn/core.py"]}}
+    assert reasons({"provenance": during}) == ["source files changed while it ran"]
+    assert reasons({"provenance": {**p, "versions": {"transformers": "4.40.0"}}}) == [
+        "transformers 4.40.0 outside its pin >=4.46"]
+    # nested blocks (one per experiment) are each checked
+    assert reasons({"experiments": {"a": fresh, "b": old}}) == reasons(old)
+    # rows of several runs: every run's provenance, or the file says it kept only one
+    assert reasons({**fresh, "commands": ["a", "b"]}) == [
+        "joins the rows of 2 runs but keeps one run's provenance"]
+    assert reasons({"provenance": prov.merged(p, p), "commands": ["a", "b"]}) == []
+    assert reasons({"provenance": prov.merged(old["provenance"], p)}) == reasons(old)
+
+
+def test_merged_keeps_every_part_once():
+    a, b, c = {"command": "a"}, {"command": "b"}, {"command": "c"}
+    m = prov.merged(prov.merged(a, b), b, c)
+    assert m["command"] == "c" and [x["command"] for x in m["parts"]] == ["a", "b", "c"]
+    assert list(report.blocks({"provenance": m})) == m["parts"]
+    with pytest.raises(ValueError):
+        prov.merged(None)
+
+
+def test_results_are_refused_from_a_dirty_tree_unless_allowed(checkout, monkeypatch):
+    monkeypatch.delenv(prov.ALLOW_DIRTY_ENV, raising=False)
+    results = checkout / "benchmarks" / "results"
+    write_json(results / "old.json", {"a": 1})  # clean: written
+    write_json(results / "old.json", {"a": 2})  # a results file rewritten is not a dirty tree
+    assert prov.git_state(checkout)["dirty"] is False
+    (checkout / "src" / "archlearn" / "core.py").write_text("X = 3\n")
+    with pytest.raises(prov.DirtyTreeError, match=r"local changes \(src/archlearn/core.py\).*"
+                                                  r"--allow-dirty"):
+        write_json(results / "new.json", {})
+    assert not (results / "new.json").exists()
+    write_json(checkout / "elsewhere" / "x.json", {})  # outside benchmarks/results: no check
+    monkeypatch.setenv(prov.ALLOW_DIRTY_ENV, "1")
+    write_json(results / "new.json", {})
+    assert (results / "new.json").exists()
+
+
+def test_allow_dirty_flag(monkeypatch):
+    monkeypatch.delenv(prov.ALLOW_DIRTY_ENV, raising=False)
+    parser = prov.add_allow_dirty(argparse.ArgumentParser())
+    assert parser.parse_args([]).allow_dirty is False and not prov.dirty_allowed()
+    assert parser.parse_args(["--allow-dirty"]).allow_dirty is True
+    assert prov.dirty_allowed() and prov.provenance("c")["allow_dirty"] is True
