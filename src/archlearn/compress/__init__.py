@@ -47,7 +47,7 @@ from archlearn.structure.allocate import allocate
 from archlearn.structure.cost import CostModel, _items, build_cost
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import as_tuple, dependency_graph
-from archlearn.structure.groups import UnitGroup, find_groups
+from archlearn.structure.groups import Skipped, UnitGroup, find_groups
 from archlearn.structure.measure import count_macs, count_params
 from archlearn.structure.shrink import Decision, shrink
 from archlearn.structure.verify import assert_same_outputs, check_groups
@@ -161,6 +161,10 @@ def decide(
 ) -> Decided:
     """Score and allocate without shrinking: the groups, and which of their units to keep."""
     groups, skipped = find_groups(model, inputs, ignored=set(ignore or ()))
+    # hidden dimensions (structure/stream.py) are not scored or re-fitted here yet
+    skipped += [Skipped(g.name, "a residual stream's hidden dimensions are not compressed by "
+                        "al.compress yet") for g in groups if g.kind == "hidden"]
+    groups = [g for g in groups if g.kind != "hidden"]
     groups, dropped = check_groups(model, groups, inputs)
     skipped += dropped
     if not groups:
