@@ -137,6 +137,34 @@ def test_gated_bert_trains_and_the_hidden_group_learns():
     assert torch.isfinite(after).all() and not torch.equal(before, after)
 
 
+def test_frozen_embeddings_still_shrink_with_the_stream(tmp_path):
+    """A user freezing the embeddings after attach (as minilm-distill does): the graph traced
+    at shrink time still holds the tables."""
+    x = _ids()
+    model = _bert()
+    learner = al.attach(model, x, total_steps=10)
+    for name, p in model.named_parameters():
+        if name.startswith("embeddings."):
+            p.requires_grad_(False)
+    random_gates(learner, torch.Generator().manual_seed(5), all_off=None)
+    assert_shrinks_exactly(learner, _bert, x, tmp_path)
+    assert not any(p.requires_grad for n, p in model.named_parameters()
+                   if n.startswith("embeddings."))
+
+
+def test_a_plain_layer_norm_between_linears_is_gated_exactly(tmp_path):
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 2))
+
+    x = torch.randn(4, 8)
+    learner = al.attach(build(), x, total_steps=10)
+    assert [g.kind for g in learner.groups] == ["hidden"]
+    random_gates(learner, torch.Generator().manual_seed(0), all_off=None)
+    small = assert_shrinks_exactly(learner, build, x, tmp_path)
+    assert small[1].normalized_shape == (small[0].out_features,) and small[0].out_features < 16
+
+
 def test_cost_of_the_stream_is_exact():
     x = _ids(1)
     model = _bert()

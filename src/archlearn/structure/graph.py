@@ -109,7 +109,7 @@ def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.D
         returned.extend(t.grad_fn for t in tensors)
         return tensors
 
-    with preserved_mode(model), torch.enable_grad():
+    with preserved_mode(model), torch.enable_grad(), _all_trainable(model):
         try:
             dg = tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, verbose=False, output_transform=outputs,
@@ -132,6 +132,20 @@ def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.D
         f"the model's channels cannot be traced by Torch-Pruning "
         f"({type(error).__name__}: {error}){hint}; nothing was changed"
     ) from error
+
+
+@contextmanager
+def _all_trainable(model: nn.Module):
+    """Every parameter traced, frozen or not: a frozen embedding table has no autograd node, and
+    the graph built at shrink time (after a user froze it) must equal the one built at attach."""
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
 
 
 def _returns_cache(out: Any) -> bool:

@@ -57,7 +57,7 @@ def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor 
     >>> x = torch.tensor([[1.0, 2.0, 100.0, 3.0]])
     >>> mask = torch.tensor([True, True, False, True])
     >>> masked_layer_norm(x, mask, None, None, 0.0)[0, [0, 1, 3]].allclose(
-    ...     F.layer_norm(x[:, [0, 1, 3]], (3,)))
+    ...     nn.functional.layer_norm(x[:, [0, 1, 3]], (3,)))
     True
     >>> masked_layer_norm(x, mask, None, None, 0.0)[0, 2].item()
     0.0
@@ -103,8 +103,9 @@ class PaddedLayerNorm(nn.LayerNorm):
 
     >>> ln = nn.LayerNorm(4)
     >>> small = PaddedLayerNorm.keeping(ln, [0, 2], 4)
-    >>> small(torch.randn(2, 4))[:, [1, 3]].abs().sum().item()
-    0.0
+    >>> out = small(torch.randn(2, 2))  # the kept dimensions in, the full width out
+    >>> out.shape, out[:, [1, 3]].abs().sum().item()
+    (torch.Size([2, 4]), 0.0)
     """
 
     def __init__(self, kept: list[int], width: int, eps: float = 1e-5,
