@@ -60,8 +60,8 @@ ZOO = {
 # what must be gated on each model (kinds of unit groups)
 EXPECTED_KINDS = {
     "mobilenetv2": {"channels"}, "efficientnet": {"channels"}, "regnet": {"blocks", "channels"},
-    "vit": {"heads", "channels"}, "bert-eager": {"heads", "channels"},
-    "bert-sdpa": {"heads", "channels"}, "gpt2-no-cache": {"heads", "channels"},
+    "vit": {"heads", "channels"}, "bert-eager": {"heads", "channels", "hidden"},
+    "bert-sdpa": {"heads", "channels", "hidden"}, "gpt2-no-cache": {"heads", "channels"},
     "resnet": {"channels"}, "convnext": {"channels"},
 }
 
@@ -115,8 +115,8 @@ def test_bert_every_head_and_ffn_neuron_is_gateable(name, tmp_path):
     small = assert_shrinks_exactly(learner, lambda: build(name), x, tmp_path)
     assert small.encoder.layer[0].attention.self.num_attention_heads == 1
     assert small.encoder.layer[1].intermediate.dense.out_features == 1
-    skipped = {s["name"]: s["reason"] for s in learner.architecture()["skipped"]}
-    assert any("LayerNorm" in r for r in skipped.values())  # the residual stream, listed
+    # the residual stream is one group of hidden dimensions (tests/test_hidden_dims.py)
+    assert [g.size for g in learner.groups if g.kind == "hidden"] == [32]
 
 
 def test_gpt2_with_its_cache_is_one_clear_error():

@@ -76,9 +76,10 @@ def test_example_inputs_that_are_not_tensors(inputs):
         al.attach(_mlp(), inputs, total_steps=10)
 
 
-def test_group_with_layernorm_is_skipped_and_reported():
+def test_group_with_groupnorm_is_skipped_and_reported():
+    # (a LayerNorm here is gated as hidden dimensions: tests/test_hidden_dims.py)
     model = nn.Sequential(
-        nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(),
+        nn.Linear(8, 16), nn.GroupNorm(4, 16), nn.ReLU(),
         nn.Linear(16, 6), nn.ReLU(),
         nn.Linear(6, 2),
     )
@@ -87,7 +88,7 @@ def test_group_with_layernorm_is_skipped_and_reported():
     assert [layer["name"] for layer in arch["layers"]] == ["3"]
     assert len(arch["skipped"]) == 1
     skipped = arch["skipped"][0]
-    assert skipped["name"] == "0" and "LayerNorm" in skipped["reason"]
+    assert skipped["name"] == "0" and "GroupNorm" in skipped["reason"]
     # the skipped layer keeps its width after shrinking
     with torch.no_grad():
         learner.method.w[0].zero_()
@@ -98,12 +99,12 @@ def test_group_with_layernorm_is_skipped_and_reported():
 @pytest.mark.parametrize(
     "model, what",
     [
-        (nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 2)),
-         "LayerNorm"),
+        (nn.Sequential(nn.Linear(8, 16), nn.GroupNorm(4, 16), nn.ReLU(), nn.Linear(16, 2)),
+         "GroupNorm"),
         (nn.Sequential(nn.Linear(8, 2)), "no hidden layer"),
         (nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)), "ignored by the user"),
     ],
-    ids=["layernorm", "single-layer", "all-ignored"],
+    ids=["groupnorm", "single-layer", "all-ignored"],
 )
 def test_model_with_nothing_gateable(model, what):
     ignore = ["0"] if what == "ignored by the user" else None

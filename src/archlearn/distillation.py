@@ -15,9 +15,10 @@ padding masked out), as sentence-transformers pools all-MiniLM-L6-v2. Terms:
   mean squared error of the two embeddings (``loss="mse"``), averaged over the batch;
 * **hidden** (weight ``hidden``, default 0): CoFi's layer-wise distillation (Xia et al., ACL
   2022), the mean squared error between hidden states of the student and the teacher over the
-  real tokens, for each mapped pair of layers. archlearn never removes the hidden dimension (the
-  LayerNorm'd residual stream), so the states compare directly, without CoFi's learned linear
-  map. The pairs are ``layers`` (student layer -> teacher layer, 1-based outputs of the blocks;
+  real tokens, for each mapped pair of layers. While gated, the student's hidden states keep
+  the full width (a hidden dimension gated off is zero there, ``structure/stream.py``), so the
+  states compare directly, without CoFi's learned linear map. The pairs are ``layers``
+  (student layer -> teacher layer, 1-based outputs of the blocks;
   0 is the embedding output), by default layer ``i`` of a ``k``-layer student against layer
   ``round(i * n / k)`` of an ``n``-layer teacher: layer by layer when the depths agree, evenly
   spread when the student is shallower.

@@ -160,7 +160,9 @@ def decide(
     progress: bool = False,
 ) -> Decided:
     """Score and allocate without shrinking: the groups, and which of their units to keep."""
-    groups, skipped = gateable_groups(model, inputs, set(ignore or ()), "compressed")
+    # hidden dimensions (structure/stream.py) are not scored or re-fitted here yet
+    groups, skipped = gateable_groups(model, inputs, set(ignore or ()), "compressed", leave={
+        "hidden": "a residual stream's hidden dimensions are not compressed by al.compress yet"})
     cost = build_cost(model, groups, inputs, kind)
     target = value if value > 1 else value * cost.full
     if target >= cost.full:

@@ -16,8 +16,11 @@ no group gates stays at 1. ``coef`` is what the layer costs at full width:
 
 Depthwise and grouped convolutions, whose every output channel reads a fixed number of input
 channels, are one factor ``f``; an attention module's own products (``q k^T``, ``p v``) scale
-with its heads. Everything else (embeddings, LayerNorms, layers on skipped groups) is a
-constant. At full width the polynomial equals ``count_macs``/``count_params`` exactly, and for
+with its heads. A residual stream's hidden dimensions (``stream.py``) scale every layer reading
+or writing the stream, the embedding tables' columns and the LayerNorms' entries like any
+other side. Everything else (layers on skipped groups, the input columns of layers reading a
+LayerNorm the model returns) is a constant. At full width the polynomial equals
+``count_macs``/``count_params`` exactly, and for
 any decision it equals the shrunk model's count (tests/test_cost.py checks both on convnets,
 MLPs, transformers' BERT/GPT-2/ViT/MobileNetV2).
 
@@ -208,8 +211,10 @@ def _sides(model, groups, inputs) -> dict[tuple[str, str], Side]:
                     if name != lay.conv:
                         put((name, side), channels, [u // per for u in units], i)
             continue
+        full = set(g.stream.full_readers) if g.stream is not None else set()
         for name, side, channels, units in _items(dg, model.get_submodule(g.name)):
-            put((name, side), channels, units, i)
+            if not (side == "in" and name in full):  # reads a returned, full-width LayerNorm
+                put((name, side), channels, units, i)
     out = {}
     for (name, side), slot in maps.items():
         full = _width(model.get_submodule(name), side, len(slot))
@@ -337,6 +342,8 @@ def _param_sides(name, module, pname, p, sides, heads, blocks) -> tuple[Side, ..
         return _layer_sides(name, module, sides, heads, blocks)
     h = handler_for(module)
     inside, outside = sides.get((name, "in")), sides.get((name, "out"))
+    if isinstance(module, nn.Embedding):  # a table's columns are the stream
+        return (outside,) if outside and p.dim() == 2 and p.shape[1] == outside.full else ()
     if h is not None:
         if pname == "weight":
             return tuple(s for s in (inside, outside) if s)

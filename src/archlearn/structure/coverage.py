@@ -3,8 +3,9 @@
 A layer's output channels are *gated* when they are the units of a gate group (a layer of a
 channel group, the query/key/value rows of a head group, a grouped convolution's blocks). A
 layer is *touched* when any of its dimensions belongs to a gate group; its parameters and MACs
-are then those that structure learning can shrink. Everything else (the classifier, a LayerNorm'd
-residual stream, what was skipped) stays as it is.
+are then those that structure learning can shrink. Everything else (the classifier, what was
+skipped) stays as it is. A residual stream's writers count as gated when its hidden dimensions
+are a group; embedding tables and LayerNorms have no output channels here.
 """
 
 from __future__ import annotations
@@ -38,12 +39,17 @@ def coverage(learner) -> dict[str, float]:
     layers = {n: m for n, m in model.named_modules() if _out_channels(m)}
     gated = {p for g in learner.groups for p in g.producers}
     touched = {m for g in learner.groups for m in g.members} & set(layers)
+    # a residual stream's embedding tables and LayerNorms shrink with its hidden dimensions
+    modules = dict(model.named_modules())
+    stream = {m for g in learner.groups if g.kind == "hidden" for m in g.members} - touched
+    shrinking = {id(p): p.numel() for n in touched | stream if n in modules
+                 for p in modules[n].parameters()}
     total_channels = sum(_out_channels(m) for m in layers.values())
     with learner.hooks.suspended():
         macs = layer_macs(model, learner.inputs)
     total_macs = macs[""] or 1
     return {
         "channels": sum(_out_channels(layers[n]) for n in gated if n in layers) / total_channels,
-        "params": sum(count_params(layers[n]) for n in touched) / count_params(model),
+        "params": sum(shrinking.values()) / count_params(model),
         "macs": sum(macs.get(n, 0) for n in touched) / total_macs,
     }

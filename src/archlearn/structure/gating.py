@@ -25,6 +25,7 @@ from archlearn.structure.attention import attention_forward
 from archlearn.structure.graph import layer
 from archlearn.structure.groups import GateSite, UnitGroup
 from archlearn.structure.handlers import handler_for
+from archlearn.structure.stream import masked_layer_norm
 
 UnitScale = Callable[[int], torch.Tensor]
 DepthScale = Callable[[int], "torch.Tensor | None"]
@@ -67,6 +68,9 @@ class GateHooks:
                     # where no hook reaches: the hook recomputes the attention (see HeadGate)
                     self._handles.append(module.register_forward_hook(
                         HeadGate(self.unit_scale, i, site.units), with_kwargs=True))
+                elif isinstance(module, nn.LayerNorm):  # a residual stream's hidden dimensions
+                    self._handles.append(module.register_forward_hook(
+                        MaskedNorm(self.unit_scale, i, site)))
                 else:
                     self._handles.append(module.register_forward_pre_hook(
                         UnitGate(self.unit_scale, i, site, module)))
@@ -169,6 +173,39 @@ class HeadGate:
             self.units = self.units.to(s.device)
         scale = s.index_select(0, self.units).to(module.out_proj.weight.device)
         return attention_forward(module, *args, **kwargs, head_scale=scale)
+
+
+class MaskedNorm:
+    """Forward hook on a LayerNorm of a residual stream (``stream.py``): its output recomputed
+    with the statistics of the channels whose gate is not zero, and those gated off zero.
+
+    The gate's values are not applied here (the stream's readers multiply by them); only which
+    channels are on, exactly the LayerNorm that the shrunk model keeps.
+
+    >>> site = GateSite("", [0, 1, 2], [0, 1, 2])
+    >>> hook = MaskedNorm(lambda i: torch.tensor([0.5, 0.0, 2.0]), 0, site)
+    >>> ln = nn.LayerNorm(3, eps=0.0, elementwise_affine=False)
+    >>> x = torch.tensor([[1.0, 9.0, 3.0]])
+    >>> hook(ln, (x,), ln(x)).tolist()
+    [[-1.0, 0.0, 1.0]]
+    """
+
+    def __init__(self, unit_scale: UnitScale, i: int, site: GateSite) -> None:
+        self.unit_scale, self.i = unit_scale, i
+        self.channels = torch.tensor(site.channels, dtype=torch.long)
+        self.units = torch.tensor(site.units, dtype=torch.long)
+
+    def __call__(self, module: Any, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor:
+        on = self.unit_scale(self.i).detach() != 0
+        if bool(on.all()):
+            return out
+        if self.channels.device != on.device:
+            self.channels, self.units = self.channels.to(on.device), self.units.to(on.device)
+        mask = torch.ones(module.normalized_shape[0], dtype=torch.bool, device=on.device)
+        mask = mask.index_copy(0, self.channels, on.index_select(0, self.units))
+        x = args[0]
+        return masked_layer_norm(x, mask.to(x.device), module.weight, module.bias,
+                                 module.eps).to(out.dtype)
 
 
 class DepthGate:

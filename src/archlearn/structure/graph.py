@@ -97,16 +97,26 @@ def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.D
     """Build Torch-Pruning's dependency graph without changing the model's mode.
 
     Outputs of any structure (a transformers ``ModelOutput``, a key/value cache object) are
-    flattened to their tensors, and layer types Torch-Pruning does not know but we handle (see
-    ``handlers.py``) are registered as customised layers. A failing trace is one
-    :class:`ArchlearnError`, never a traceback from inside Torch-Pruning.
+    flattened to their tensors (their autograd nodes are kept as ``dg.archlearn_returned``),
+    and layer types Torch-Pruning does not know but we handle (see ``handlers.py``) are
+    registered as customised layers. A failing trace is one :class:`ArchlearnError`, never a
+    traceback from inside Torch-Pruning.
     """
-    with preserved_mode(model), torch.enable_grad():
+    returned: list[Any] = []  # the outputs' autograd nodes (a returned LayerNorm, stream.py)
+
+    def outputs(out: Any) -> list[torch.Tensor]:
+        tensors = _traced_outputs(out)
+        returned.extend(t.grad_fn for t in tensors)
+        return tensors
+
+    with preserved_mode(model), torch.enable_grad(), _all_trainable(model):
         try:
-            return tp.DependencyGraph().build_dependency(
-                model, example_inputs=inputs, verbose=False, output_transform=_traced_outputs,
+            dg = tp.DependencyGraph().build_dependency(
+                model, example_inputs=inputs, verbose=False, output_transform=outputs,
                 customized_pruners=customized_pruners(model),
             )
+            setattr(dg, "archlearn_returned", returned)  # noqa: B010 (not a tp attribute)
+            return dg
         except Exception as exc:  # explained below, without Torch-Pruning's traceback
             error = exc
     with preserved_mode(model), torch.no_grad():
@@ -122,6 +132,20 @@ def dependency_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tp.D
         f"the model's channels cannot be traced by Torch-Pruning "
         f"({type(error).__name__}: {error}){hint}; nothing was changed"
     ) from error
+
+
+@contextmanager
+def _all_trainable(model: nn.Module):
+    """Every parameter traced, frozen or not: a frozen embedding table has no autograd node, and
+    the graph built at shrink time (after a user froze it) must equal the one built at attach."""
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
 
 
 def _returns_cache(out: Any) -> bool:

@@ -7,7 +7,9 @@ A *unit group* is one set of units kept or removed together, with one gate per u
   by a depthwise convolution, which passes them through);
 * ``"heads"``: the heads of one attention module (``attention.py``);
 * ``"blocks"``: the channel blocks of a grouped convolution (``1 < groups < channels``): block
-  ``b`` is its input channels ``b`` (and the layer producing them) and its output channels ``b``.
+  ``b`` is its input channels ``b`` (and the layer producing them) and its output channels ``b``;
+* ``"hidden"``: the dimensions of a residual stream behind LayerNorms (embedding columns,
+  LayerNorm entries, the rows writing and the columns reading the stream; ``stream.py``).
 
 The gate multiplies the group's channels at the *inputs of the group's consumers* (every layer
 that reads them, see ``handlers.py``). Gating there, rather than at the producer's output, makes
@@ -44,11 +46,14 @@ from archlearn.structure.handlers import Layer, handler_for, is_depthwise, is_gr
 from archlearn.structure.ops import (
     LAYOUT,
     channel_shuffle,
+    inside_layer,
     norm_problem,
     op_caveat,
     op_name,
     op_problem,
 )
+from archlearn.structure.stream import StreamLayout, embedding_problem
+from archlearn.structure.stream import norm_problem as ln_problem
 
 _RELU_GRAD_FNS = ("ReluBackward0", "ReluBackward1")
 _LAYER_TYPES = {OPTYPE.CONV, OPTYPE.LINEAR, OPTYPE.CUSTOMIZED}
@@ -58,7 +63,8 @@ _LAYER_TYPES = {OPTYPE.CONV, OPTYPE.LINEAR, OPTYPE.CUSTOMIZED}
 class GateSite:
     """A consumer whose input channels ``channels`` are scaled by ``gate[units]``.
 
-    For an ``nn.MultiheadAttention`` site, channels and units are head indices.
+    For an ``nn.MultiheadAttention`` site, channels and units are head indices. A LayerNorm
+    site of a ``"hidden"`` group is masked: its statistics skip the channels gated off.
     """
 
     module: str
@@ -97,12 +103,13 @@ class UnitGroup:
 
     name: str
     size: int
-    kind: str  # "channels" | "heads" | "blocks"
+    kind: str  # "channels" | "heads" | "blocks" | "hidden"
     sites: list[GateSite]
     depth: DepthSite | None = None
     members: list[str] = field(default_factory=list)
     heads: HeadLayout | None = None
     blocks: BlockLayout | None = None
+    stream: StreamLayout | None = None
     caveat: str | None = None  # why it would be refused if the trial shrink fails (verify.py)
     producers: list[str] = field(default_factory=list)  # layers whose outputs are the units
 
@@ -161,6 +168,13 @@ def find_groups(
         if is_grouped(root):
             skipped.append(Skipped(name, "a grouped convolution whose input channels no "
                                          "gateable layer produces"))
+            continue
+        if any(d.target.type == OPTYPE.LN for d, _ in group):
+            hidden, reason = _stream_group(dg, root, group, ignored, claimed)
+            if hidden is not None:
+                groups.append(hidden)
+            else:
+                skipped.append(Skipped(name, f"residual stream (hidden dimensions): {reason}"))
             continue
         reason = _group_problem(dg, group, ignored, claimed)
         if reason == "output":
@@ -297,7 +311,7 @@ def _grouped_conv_inputs(dg, tp_groups) -> dict[nn.Module, nn.Module]:
 
 
 def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = None,
-                    channel_dim: int | None = None) -> str | None:
+                    channel_dim: int | None = None, stream: bool = False) -> str | None:
     node = dep.target
     module = node.module
     name = _name(dg, module)
@@ -308,6 +322,12 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
         return f"its channels are coupled with the attention layer {name}"
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return norm_problem(node)
+    if stream and node.type == OPTYPE.LN:
+        return ln_problem(module)
+    if stream and node.type == OPTYPE.EMBED:
+        return embedding_problem(module)
+    if stream and node.type == OPTYPE.OUTPUT:
+        return None  # which LayerNorm the model returns: _returned_norms
     if isinstance(module, nn.Module) and node.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}:
         if is_depthwise(module) or handler_for(module) is not None or module is grouped_ok:
             return None
@@ -336,13 +356,14 @@ def _channel_dim(dg, group) -> int | None:
 
 
 def _group_problem(dg: tp.DependencyGraph, group, ignored: set[str], claimed,
-                   grouped_ok: nn.Module | None = None) -> str | None:
+                   grouped_ok: nn.Module | None = None, stream: bool = False) -> str | None:
     for dep, _ in group:
-        if dg.is_out_channel_pruning_fn(dep.handler) and _is_output_node(dep.target):
+        if not stream and dg.is_out_channel_pruning_fn(dep.handler) and _is_output_node(
+                dep.target):
             return "output"
     channel_dim = _channel_dim(dg, group)
     for dep, _ in group:
-        reason = _member_problem(dg, dep, ignored, claimed, grouped_ok, channel_dim)
+        reason = _member_problem(dg, dep, ignored, claimed, grouped_ok, channel_dim, stream)
         if reason:
             return reason
     names = {op_name(d.target.grad_fn) for d, _ in group if d.target.type == OPTYPE.ELEMENTWISE}
@@ -380,6 +401,102 @@ def _gate_sites(dg: tp.DependencyGraph, group, per_unit: int = 1) -> list[GateSi
                 )
             )
     return sites
+
+
+def _stream_group(dg, root: nn.Module, group, ignored, claimed):
+    """A residual stream behind LayerNorms as one group of hidden dimensions (``stream.py``).
+
+    Every member must be a layer with a handler, a LayerNorm over the stream's last dimension,
+    an embedding table or a per-channel op; no two members may share a weight (tied embeddings);
+    the model may return the stream only as a LayerNorm's output (kept at full width).
+    """
+    name = dg._module2name[root]
+    reason = _group_problem(dg, group, ignored, claimed, stream=True)
+    if reason:
+        return None, reason
+    if _channel_dim(dg, group) != -1:
+        return None, "does not hold its channels in the last dimension of every layer"
+    tied = _tied(dg, group)
+    if tied:
+        return None, tied
+    returned = _returned_norms(dg, group)
+    if isinstance(returned, str):
+        return None, returned
+    padded, full_readers = returned
+    norms = [item for item in group if item.dep.target.type == OPTYPE.LN]
+    sites = _gate_sites(dg, group) + [
+        GateSite(_name(dg, item.dep.target.module), [int(i) for i in item.idxs],
+                 [int(i) for i in item.root_idxs]) for item in norms]
+    layout = StreamLayout(name, sorted({s.module for s in sites[-len(norms):]}), padded,
+                          full_readers)
+    return UnitGroup(
+        name=name,
+        size=int(dg.get_out_channels(root) or 0),
+        kind="hidden",
+        sites=sites,
+        members=sorted({_name(dg, d.target.module) for d, _ in group} - set(full_readers)),
+        stream=layout,
+        caveat=next((c for d, _ in group if (c := op_caveat(d.target))), None),
+        producers=_producers(dg, group),
+    ), None
+
+
+def _tied(dg, group) -> str | None:
+    """Two members of the group sharing a parameter (an embedding tied to an output layer)."""
+    owner: dict[int, str] = {}
+    for dep, _ in group:
+        module = dep.target.module
+        if not isinstance(module, nn.Module):
+            continue
+        name = _name(dg, module)
+        for p in module.parameters(recurse=False):
+            other = owner.setdefault(id(p), name)
+            if other != name:
+                return f"has layers sharing one weight ({other} and {name}, tied embeddings)"
+    return None
+
+
+def _returned_norms(dg, group) -> tuple[list[str], list[str]] | str:
+    """The LayerNorms whose output the model returns, and the layers reading those outputs.
+
+    In the shrunk model such a LayerNorm writes the full width (zeros at removed dimensions),
+    so what reads its output must be a layer keeping its full input width, or the model's
+    output itself; the stream may not go on from there (a residual sum would mix widths).
+    """
+    returned = {id(fn) for fn in getattr(dg, "archlearn_returned", [])}
+    members = {d.target for d, _ in group}
+    padded: set[nn.Module] = set()
+    for dep, _ in group:
+        node = dep.target
+        if not dg.is_out_channel_pruning_fn(dep.handler):
+            continue
+        if node.type != OPTYPE.OUTPUT and id(node.grad_fn) not in returned:
+            continue
+        while node.type != OPTYPE.LN:  # back through one-input ops to a LayerNorm
+            if node.type not in (OPTYPE.OUTPUT, OPTYPE.RESHAPE, OPTYPE.ELEMENTWISE) or len(
+                    node.inputs) != 1:
+                return ("is returned by the model other than as a LayerNorm's output, so its "
+                        "dimensions cannot be removed without changing the output")
+            node = node.inputs[0]
+        padded.add(node.module)
+    readers: set[str] = set()
+    for norm in padded:
+        stack, seen = list(dg.module2node[norm].outputs), set()
+        while stack:
+            node = stack.pop()
+            if node in seen or node not in members:
+                continue
+            seen.add(node)
+            if node.type in _LAYER_TYPES and _is_site(node.module):
+                readers.add(_name(dg, node.module))
+                continue
+            if node.type == OPTYPE.OUTPUT or inside_layer(node) or (
+                    node.type in (OPTYPE.RESHAPE, OPTYPE.ELEMENTWISE) and len(node.inputs) == 1):
+                stack.extend(node.outputs)
+                continue
+            return (f"is returned by the model as the output of {_name(dg, norm)}, which also "
+                    "feeds the stream further (e.g. output_hidden_states=True)")
+    return sorted(_name(dg, m) for m in padded), sorted(readers)
 
 
 def _block_group(dg, conv: Layer, out_group, in_group, ignored, claimed):

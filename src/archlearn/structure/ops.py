@@ -41,6 +41,8 @@ BATCH_NORM = frozenset({"NativeBatchNorm", "CudnnBatchNorm", "MiopenBatchNorm",
                         "NativeBatchNormLegit", "NativeBatchNormLegitNoTraining"})
 # reductions: per channel only when they reduce positions, not channels (checked below)
 REDUCTIONS = frozenset({"Mean", "Sum", "Amax", "Max"})
+# picking one position (BERT's pooler reads token 0): per channel unless it picks a channel
+SELECTS = frozenset({"Select"})
 LAYOUT = frozenset({"Permute", "Transpose"})
 RESHAPES = frozenset({"View", "Reshape", "ReshapeAlias", "UnsafeView"})
 
@@ -71,9 +73,10 @@ def op_name(grad_fn) -> str:
 LAYER_INTERNAL = frozenset({"Addmm", "Mm"})
 
 
-def _inside_layer(node) -> bool:
+def inside_layer(node) -> bool:
     """The layer's own matrix product: it feeds only that layer's output node, directly."""
-    if len(node.outputs) != 1:
+    if node.type != OPTYPE.ELEMENTWISE or op_name(node.grad_fn) not in LAYER_INTERNAL or len(
+            node.outputs) != 1:
         return False
     layer = node.outputs[0]
     if layer.type not in (OPTYPE.LINEAR, OPTYPE.CUSTOMIZED):
@@ -94,10 +97,12 @@ def op_problem(node, channel_dim: int | None = None) -> str | None:
     if node.type != OPTYPE.ELEMENTWISE:
         return f"contains a {type(node.module).__name__} ({node.type.name}), which cannot be gated"
     name = op_name(node.grad_fn)
-    if name in LAYER_INTERNAL and _inside_layer(node):
+    if name in LAYER_INTERNAL and inside_layer(node):
         return None
     if name in REDUCTIONS:
         return _reduction_problem(node.grad_fn, name, channel_dim)
+    if name in SELECTS:
+        return _select_problem(node.grad_fn, channel_dim)
     if name in BATCH_NORM:
         return _batch_norm_problem(node)
     if name not in PER_CHANNEL:
@@ -233,6 +238,19 @@ def _reads_untraced_tensor(grad_fn) -> bool:
     untraced = [t for (fn, _), t in zip(nexts, saved) if fn is None]
     return not (untraced and all(isinstance(t, torch.Tensor) and t.numel() == 1
                                  for t in untraced))
+
+
+def _select_problem(grad_fn, channel_dim: int | None) -> str | None:
+    """``x[:, 0]`` picks a position; ``x[..., 0]`` would pick a channel."""
+    dim = getattr(grad_fn, "_saved_dim", None)
+    sizes = getattr(grad_fn, "_saved_self_sym_sizes", None)
+    if dim is None or sizes is None or channel_dim is None:
+        return "its channels pass through a Select of an unknown dimension"
+    rank = len(sizes)
+    dim = (dim - 2**64 if dim >= 2**63 else dim) % rank
+    if dim in (channel_dim % rank, 0):
+        return f"its channels pass through a Select of dimension {dim} of a rank-{rank} tensor"
+    return None
 
 
 def _reduction_problem(grad_fn, name: str, channel_dim: int | None) -> str | None:

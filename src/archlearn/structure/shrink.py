@@ -24,6 +24,7 @@ from archlearn.structure.graph import dependency_graph, layer, set_module
 from archlearn.structure.groups import UnitGroup
 from archlearn.structure.handlers import handler_for
 from archlearn.structure.merge import merge, merged_cost
+from archlearn.structure.stream import prune_stream
 from archlearn.structure.weight_gates import fold, keep_zeros
 
 RECIPE_FORMAT = "archlearn.recipe/1"
@@ -52,9 +53,11 @@ def plan(groups: Sequence[UnitGroup], decisions: Sequence[Decision]) -> list[dic
 
     Ordered so that one dependency graph serves every Torch-Pruning step: activations made the
     identity first (they change the graph), then channel and block removals (the graph follows
-    them), then attention heads (sliced directly, without the graph).
+    them), then hidden dimensions of residual streams (a returned LayerNorm is replaced, so the
+    graph is rebuilt after each), then attention heads (sliced directly, without the graph).
     """
     steps: list[dict] = []
+    streams: list[dict] = []
     heads: list[dict] = []
     for group, dec in zip(groups, decisions):
         if dec.linear and group.depth is not None:
@@ -67,11 +70,13 @@ def plan(groups: Sequence[UnitGroup], decisions: Sequence[Decision]) -> list[dic
             continue
         if group.heads is not None:
             heads.append(group.heads.step(off))
+        elif group.stream is not None:
+            streams.append(group.stream.step(off))
         elif group.blocks is not None:
             steps.append(group.blocks.step(off))
         else:
             steps.append({"op": "prune", "root": group.name, "units": off})
-    return steps + heads
+    return steps + streams + heads
 
 
 def fold_scales(model: nn.Module, groups: Sequence[UnitGroup], decisions: Sequence[Decision]):
@@ -83,11 +88,26 @@ def fold_scales(model: nn.Module, groups: Sequence[UnitGroup], decisions: Sequen
                 scale = dec.scale[torch.tensor(site.units, dtype=torch.long)]
                 if isinstance(module, nn.MultiheadAttention):
                     fold_mha(module, scale)
+                elif isinstance(module, nn.LayerNorm):  # masked: zero where gated off
+                    fold_norm(module, site.channels, scale)
                 else:
                     handler = handler_for(module)
                     if handler is None:  # find_groups only makes sites of handled layers
                         raise ArchlearnError(f"no layer handler for gate site {site.module}")
                     handler.fold_input(module, site.channels, scale)
+
+
+def fold_norm(norm: nn.LayerNorm, channels: Sequence[int], scale: torch.Tensor) -> None:
+    """Zero a masked LayerNorm's weight and bias where the gate is off.
+
+    Those entries are removed, except when a whole stream is off and one dimension stays:
+    then it must output zero, as the masked LayerNorm does.
+    """
+    index = torch.as_tensor(list(channels), dtype=torch.long)
+    for p in (norm.weight, norm.bias):
+        if p is not None:
+            on = (scale != 0).to(p)
+            p.index_copy_(0, index.to(p.device), p.index_select(0, index.to(p.device)) * on)
 
 
 def shrink(
@@ -144,6 +164,9 @@ def apply_steps(model: nn.Module, steps: Sequence[dict], inputs: tuple[torch.Ten
             pruner: Any = dg.get_pruner_of_module(root)
             with torch.enable_grad():
                 dg.get_pruning_group(root, pruner.prune_out_channels, list(step["units"])).prune()
+        elif op == "prune_stream":
+            prune_stream(model, step, dg or dependency_graph(model, inputs))
+            dg = None
         elif op == "prune_heads":
             prune_heads(model, step)
             dg = None

@@ -119,11 +119,16 @@ def check_groups(
 
 
 def gateable_groups(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], ignored: set[str], verb: str = "gated"
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], ignored: set[str], verb: str = "gated",
+    *, leave: dict[str, str] | None = None,
 ) -> tuple[list[UnitGroup], list[Skipped]]:
     """Every group that shrinks exactly (found, then proven by a trial shrink), and the rest
-    with reasons; one :class:`ArchlearnError` listing them when none is left."""
+    with reasons; one :class:`ArchlearnError` listing them when none is left. ``leave`` maps
+    a group kind the caller cannot handle to the reason it is listed as skipped."""
     groups, skipped = find_groups(model, inputs, ignored=ignored)
+    leave = leave or {}
+    skipped += [Skipped(g.name, leave[g.kind]) for g in groups if g.kind in leave]
+    groups = [g for g in groups if g.kind not in leave]
     groups, dropped = check_groups(model, groups, inputs)
     skipped += dropped
     if not groups:

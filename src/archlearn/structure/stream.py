@@ -1,0 +1,175 @@
+"""Hidden dimensions behind LayerNorm: one gate group for a whole residual stream.
+
+The residual stream of a transformer (BERT, MiniLM, GPT-2) is written by the embedding tables
+and by every sublayer's output projection, normalised by LayerNorms, and read by every sublayer's
+input projections. Removing hidden dimension ``j`` removes column ``j`` of every embedding table,
+entry ``j`` of every LayerNorm's weight and bias, the rows writing ``j`` and the columns reading
+``j`` (CoFi's hidden-dimension mask; Torch-Pruning prunes a ViT's embedding dimension the same
+way). Torch-Pruning's group rooted at any writer holds all of them.
+
+A LayerNorm over fewer dimensions is a different function, so while the gates are attached each
+LayerNorm of the stream is *masked* (:func:`masked_layer_norm`): its mean and variance are taken
+over the dimensions whose gate is not zero, and the dimensions gated off are zero in its output,
+exactly what the shrunk LayerNorm computes on the dimensions it keeps. The gate itself multiplies
+the stream where layers read it (as for every other group, ``groups.py``), so its scales fold
+into the readers' columns. A dimension gated off may still carry values in the un-normalised
+stream (a residual sum), but only masked LayerNorms and gated readers ever see them.
+
+A LayerNorm whose output the model returns (BERT's ``last_hidden_state``, a sentence embedding)
+keeps the model's output width: in the shrunk model it becomes a :class:`PaddedLayerNorm`, which
+normalises the kept dimensions and writes them into a zero tensor of the full width (equal to
+the gated model's output, whose removed dimensions are zero), and the layers reading that output
+(BERT's pooler) keep their full input width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StreamLayout:
+    """The LayerNorms of one residual stream, and which of them the model returns.
+
+    ``norms``: every LayerNorm on the stream; ``padded``: those whose output is returned (kept
+    at full width in the shrunk model); ``full_readers``: layers reading a padded LayerNorm's
+    output, whose input width stays.
+    """
+
+    root: str
+    norms: list[str] = field(default_factory=list)
+    padded: list[str] = field(default_factory=list)
+    full_readers: list[str] = field(default_factory=list)
+
+    def step(self, dims_off: list[int]) -> dict:
+        return {"op": "prune_stream", "root": self.root, "units": dims_off,
+                "padded": list(self.padded), "full_readers": list(self.full_readers)}
+
+
+def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None,
+                      bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """LayerNorm over the last dimension's entries where ``mask`` is true; zero elsewhere.
+
+    >>> x = torch.tensor([[1.0, 2.0, 100.0, 3.0]])
+    >>> mask = torch.tensor([True, True, False, True])
+    >>> masked_layer_norm(x, mask, None, None, 0.0)[0, [0, 1, 3]].allclose(
+    ...     nn.functional.layer_norm(x[:, [0, 1, 3]], (3,)))
+    True
+    >>> masked_layer_norm(x, mask, None, None, 0.0)[0, 2].item()
+    0.0
+    """
+    m = mask.to(x.dtype)
+    n = m.sum().clamp(min=1.0)
+    mean = (x * m).sum(-1, keepdim=True) / n
+    centred = (x - mean) * m
+    var = centred.pow(2).sum(-1, keepdim=True) / n
+    y = centred * torch.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias * m
+    return y * m
+
+
+def norm_problem(module: Any) -> str | None:
+    """Why a LayerNorm cannot be masked exactly, or None."""
+    if not isinstance(module, nn.LayerNorm) or type(module).forward is not nn.LayerNorm.forward:
+        return (f"contains a {type(module).__name__}, a LayerNorm whose own forward is not "
+                "nn.LayerNorm's (e.g. a channels-first LayerNorm), which is not masked")
+    if len(module.normalized_shape) != 1:
+        return "contains a LayerNorm over more than one dimension"
+    return None
+
+
+def embedding_problem(module: Any) -> str | None:
+    """Why an embedding table's columns cannot be removed exactly, or None."""
+    if not isinstance(module, nn.Embedding) or type(module).forward is not nn.Embedding.forward:
+        return f"contains a {type(module).__name__}, an embedding that is not nn.Embedding"
+    if module.max_norm is not None:
+        return "contains an nn.Embedding with max_norm (its rows are renormalised over all columns)"
+    return None
+
+
+class PaddedLayerNorm(nn.LayerNorm):
+    """A LayerNorm over the kept dimensions whose output has the original width (zeros at the
+    removed dimensions): the shrunk form of a LayerNorm whose output the model returns.
+
+    Parameter names are nn.LayerNorm's, so a saved state loads by name; ``index`` (the kept
+    dimensions) is rebuilt by the recipe, not saved.
+
+    >>> ln = nn.LayerNorm(4)
+    >>> small = PaddedLayerNorm.keeping(ln, [0, 2], 4)
+    >>> out = small(torch.randn(2, 2))  # the kept dimensions in, the full width out
+    >>> out.shape, out[:, [1, 3]].abs().sum().item()
+    (torch.Size([2, 4]), 0.0)
+    """
+
+    def __init__(self, kept: list[int], width: int, eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True) -> None:
+        super().__init__(len(kept), eps=eps, elementwise_affine=elementwise_affine, bias=bias)
+        self.width = width
+        self.register_buffer("index", torch.tensor(kept, dtype=torch.long), persistent=False)
+
+    @classmethod
+    def keeping(cls, norm: nn.LayerNorm, kept: list[int], width: int) -> PaddedLayerNorm:
+        """``norm`` (already sliced to ``kept``, or full) as a padded LayerNorm."""
+        full = norm.normalized_shape[0] == width and len(kept) != width
+        new = cls(kept, width, norm.eps, norm.elementwise_affine, norm.bias is not None)
+        params = [norm.weight, norm.bias]
+        ref = next((p for p in params if p is not None), None)
+        if ref is not None:
+            new = new.to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for mine, theirs in zip((new.weight, new.bias), params):
+                if mine is not None and theirs is not None:
+                    mine.copy_(theirs[kept] if full else theirs)
+        new.train(norm.training)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        out = y.new_zeros(*y.shape[:-1], self.width)
+        index: torch.Tensor = self.index  # type: ignore[assignment]  (a registered buffer)
+        return out.index_copy(-1, index.to(y.device), y)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, padded to {self.width}"
+
+
+def prune_stream(model: nn.Module, step: dict, dg: Any) -> None:
+    """Apply a ``prune_stream`` recipe step in place (``dg``: the model's dependency graph).
+
+    Torch-Pruning slices every member of the stream's group (embedding columns, LayerNorm
+    entries, writers' rows, readers' columns) except the input columns of ``full_readers``;
+    the LayerNorms in ``padded`` then become :class:`PaddedLayerNorm`.
+    """
+    from archlearn.structure.graph import set_module
+
+    root = model.get_submodule(step["root"])
+    pruner = dg.get_pruner_of_module(root)
+    full_readers = {model.get_submodule(n) for n in step["full_readers"]}
+    padded: dict[str, Any] = {n: model.get_submodule(n) for n in step["padded"]}
+    widths = {n: int(m.normalized_shape[0]) for n, m in padded.items()}
+    kept: dict[str, list[int]] = {}
+    with torch.enable_grad():
+        group = dg.get_pruning_group(root, pruner.prune_out_channels, list(step["units"]))
+        for dep, idxs in group:
+            module = dep.target.module
+            if module in full_readers and dg.is_in_channel_pruning_fn(dep.handler):
+                continue
+            for name, norm in padded.items():
+                if module is norm:
+                    off = {int(i) for i in idxs}
+                    kept[name] = [c for c in range(widths[name]) if c not in off]
+            dep(idxs)
+    for name, norm in padded.items():
+        keep = kept.get(name, list(range(widths[name])))
+        set_module(model, name, PaddedLayerNorm.keeping(norm, keep, widths[name]))
+
+
+__all__ = ["PaddedLayerNorm", "StreamLayout", "embedding_problem", "masked_layer_norm",
+           "norm_problem", "prune_stream"]
