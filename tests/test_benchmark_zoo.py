@@ -17,8 +17,9 @@ def test_zoo_benchmark_quick_run_renders(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(out.read_text())["models"]
     assert set(rows) == {"resnet", "bert-sdpa"}
-    assert rows["bert-sdpa"]["groups"] == {"heads": 2, "channels": 2}
-    assert any("LayerNorm" in reason for reason in rows["bert-sdpa"]["skipped"])
+    assert rows["bert-sdpa"]["groups"] == {"heads": 2, "channels": 2, "hidden": 1}
+    # the LayerNorm'd residual stream is a hidden-dimension group now, no longer skipped
+    assert not any("LayerNorm" in reason for reason in rows["bert-sdpa"]["skipped"])
     from benchmarks import report_zoo
 
     text = report_zoo.section(out)

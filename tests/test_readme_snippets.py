@@ -25,9 +25,12 @@ def snippet(title: str) -> str:
 @pytest.mark.parametrize("title", sorted(SECTIONS))
 def test_readme_snippet_runs(title, tmp_path):
     pytest.importorskip(SECTIONS[title])
-    r = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n"
-                        + snippet(title)], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300)
+    # the dev extra's torchvision is a CUDA build that lightning and transformers import; the
+    # fresh interpreter needs the same shim as tests/conftest.py (archlearn.compat)
+    prelude = ("import torch; torch.set_num_threads(1)\n"
+               "from archlearn.compat import torchvision_importable; torchvision_importable()\n")
+    r = subprocess.run([sys.executable, "-c", prelude + snippet(title)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     last = r.stdout.strip().splitlines()[-1]
     if title == "ONNX export":
