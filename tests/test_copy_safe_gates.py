@@ -15,10 +15,6 @@ import archlearn as al
 from archlearn import models
 from archlearn.methods import variants
 
-# the switcher's meta-networks read the weights through closures (methods/switcher.py): not
-# picklable, and a copy's gates would be computed from the original's weights
-CLOSURES = {"switcher", "switcher:connections"}
-
 
 def encoder() -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True)
@@ -138,12 +134,7 @@ def trained_mlp(method: str, options: dict, seed: int = 0):
     return model.eval(), learner, x
 
 
-VARIANTS = [pytest.param(*v, id=v[0], marks=[pytest.mark.xfail(
-    strict=True, reason="switcher gates read the weights through closures")]
-    if v[0] in CLOSURES else []) for v in variants()]
-
-
-@pytest.mark.parametrize("label,method,options", VARIANTS)
+@pytest.mark.parametrize("label,method,options", variants(), ids=[v[0] for v in variants()])
 def test_every_method_computes_a_copy_with_its_own_weights(label, method, options):
     model, learner, x = trained_mlp(method, options)
     clone = copy.deepcopy(model)
@@ -165,8 +156,4 @@ def test_every_method_survives_deepcopy_and_pickle(label, method, options):
     with torch.no_grad():
         expected = model(x)
         assert torch.equal(copy.deepcopy(model)(x), expected)
-        if label in CLOSURES:
-            with pytest.raises((AttributeError, pickle.PicklingError)):
-                pickle.dumps(model)
-        else:
-            assert torch.equal(pickle.loads(pickle.dumps(model))(x), expected)
+        assert torch.equal(pickle.loads(pickle.dumps(model))(x), expected)

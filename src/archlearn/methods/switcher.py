@@ -44,15 +44,32 @@ The meta-networks are in ``switcher_nets.py``. Design decisions (ours):
   (``stats="running"``); but a switcher's "batch" is always the whole weight map, so its
   statistics are a function of the weights, and using them makes the decision the very gates
   the weights last trained with. Running averages lag them: after a few updates the decided
-  gates of a fresh switcher had no zero at all where the training gates had half. In eval mode
-  without autograd the gates are cached until a weight, switcher parameter or statistic
-  changes.
+  gates of a fresh switcher had no zero at all where the training gates had half.
+* What a step costs. The scales need autograd only while the switchers learn (a switcher
+  epoch), with ``weights_grad``, or when the caller asks for it in eval mode. In a weight epoch
+  a switcher's output is a constant of the weights: it runs under ``no_grad`` (no backward
+  through the U-Net) and is cached until a weight or a switcher parameter changes or
+  ``learner.step()`` is called, so one evaluation serves every consumer of a group and every
+  forward of a step (eval mode without autograd caches the same way). The results are the
+  same to the bit (a test compares with the uncached path, ``_reference``). A switcher epoch
+  is bound by the U-Net's forward and backward on the largest map (LeNet-5's fc1: 800x500,
+  about 3 GMAC forward); channels-last halves its forward but, summing in another order,
+  changes its output by 1e-4 in one pass (after 17 BatchNorms), so it is not used.
 * Groups of one unit and maps of one value are not gated (BatchNorm needs two values), nor
   attention heads (no reader for them); `architecture()["skipped"]` lists each with its reason.
 * The gates are unbounded (a ReLU): the switcher learns to amplify some weights, up to about 20
   times on LeNet-300-100, and an SGD step on ``W`` then moves ``W * G`` by ``G**2`` times as
   much. With the code's SGD at lr 0.1 that diverged (NaN in epoch 14 of 30, connections);
   clipping the weights' gradient norm (at 5) kept the run finite.
+* Each switcher's gradient norm is clipped at ``clip`` (5) before its step; the code does not
+  clip. Without it ``connections`` collapsed to chance on LeNet-5 (10 epochs, seed 0): at the
+  sixth step of the first switcher epoch the switchers' gradients were about 10 times their
+  usual norm (the step before had raised conv1's gates and the loss spiked), and the step at
+  lr 0.1 moved fc1's gates off its positive weights (mean gate 0.62 -> 0.14) onto its negative
+  ones (0.40 -> 0.62): every fc1 ReLU died for every input, no gradient reached a weight or a
+  switcher again, and no later epoch could undo it. On smaller nets the same kind of step
+  drives a layer's final BatchNorm + ReLU to all zeros, as dead. With the clip, seeds 0-2 of
+  that run end at 96.7-97.0%.
 * Schedule (the code's): a warm-up of plain training with no gate at all (the base schedule's
   ``warmup``, a fraction of ``total_steps``: the LeNet code warms up 4 epochs, its MLP code
   none, the default), then epochs alternate starting with ``start``: in a switcher epoch only
@@ -106,6 +123,10 @@ class SwitcherOptions(Options):
     )
     lr: float = Field(0.1, gt=0, description="SGD learning rate of the switchers")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum of the switchers")
+    clip: float | None = Field(
+        5.0, gt=0, description="each switcher's gradient norm is clipped to this (None: the "
+        "code, no clip)"
+    )
     milestones: tuple[float, ...] = Field(
         (), description="fractions of total_steps where the switchers' lr is multiplied by 0.1"
     )
@@ -136,51 +157,79 @@ class SwitcherOptions(Options):
         return self
 
 
+class _Weight:
+    """Reads layer ``name``'s weight off the model it is called with (``[1, 1, in, out]``, a
+    Linear's ``W[in, out]`` image as the code stores it, when ``image``).
+
+    A picklable object, not a closure: a deep copy or an unpickled copy of an attached model
+    carries a copy of the method whose ``model`` is the copy, so its gates read the copy's
+    weights.
+    """
+
+    def __init__(self, name: str, image: bool = False) -> None:
+        self.name, self.image = name, image
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        w = weight_of(model, self.name)
+        return w.t()[None, None] if self.image else w
+
+
 class _Reader:
-    """Gathers each unit's fan-out weights from a consumer layer: ``[units, L]``.
+    """Gathers each unit's fan-out weights from consumer layer ``name``: ``[units, L]`` (as a
+    ``[1, 1, units, L]`` image when ``image``), off the model it is called with.
 
     The consumer must be a Linear or an ungrouped convolution (weight ``[out, in, ...]``);
     anything else (attention heads, transposed or grouped convolutions) is refused.
     """
 
-    def __init__(self, module: nn.Module, channels: list[int], units: list[int], size: int):
+    def __init__(self, model: nn.Module, name: str, channels: list[int], units: list[int],
+                 size: int, image: bool = False) -> None:
+        module = model.get_submodule(name)
         if not (isinstance(module, nn.Linear) or (
                 isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.groups == 1)):
             raise ValueError(f"cannot read the fan-out of a {type(module).__name__}")
-        self.module: nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d = module
+        self.name, self.image = name, image
         per_unit: list[list[int]] = [[] for _ in range(size)]
         for c, u in zip(channels, units):
             per_unit[u].append(c)
         counts = {len(c) for c in per_unit}
         if len(counts) != 1 or 0 in counts:
             raise ValueError("units read unequal numbers of channels")
-        self.index = torch.tensor(per_unit, dtype=torch.long,
-                                  device=module.weight.device)  # [units, k]
+        w = weight_of(model, name)
+        self.index = torch.tensor(per_unit, dtype=torch.long, device=w.device)  # [units, k]
+        self.length = w.shape[0] * self.index.shape[1] * math.prod(w.shape[2:])
 
-    @property
-    def length(self) -> int:
-        w = self.module.weight
-        return w.shape[0] * self.index.shape[1] * math.prod(w.shape[2:])
-
-    def __call__(self) -> torch.Tensor:
-        w = self.module.weight
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        w = weight_of(model, self.name)
         if self.index.device != w.device:  # the model moved
             self.index = self.index.to(w.device)
         cols = w[:, self.index]  # [out, units, k, *kernel]
-        return cols.transpose(0, 1).reshape(self.index.shape[0], -1)
+        rows = cols.transpose(0, 1).reshape(self.index.shape[0], -1)
+        return rows[None, None] if self.image else rows
+
+
+def _image_out(gates: torch.Tensor) -> torch.Tensor:
+    """The U-Net's ``[1, 1, out, in]`` map of a conv: its ``[out, in]`` kernel gates."""
+    return gates[0, 0]
+
+
+def _transposed_out(gates: torch.Tensor) -> torch.Tensor:
+    """The U-Net's ``[1, 1, in, out]`` map of a Linear: gates shaped like its ``W[out, in]``."""
+    return gates[0, 0].t()
 
 
 class _Switcher(nn.Module):
-    """``read()`` (from the model's weights) -> [reducer] -> net -> [post] -> scales."""
+    """``read(model)`` -> [reducer] -> net -> [post] -> scales."""
 
-    def __init__(self, read: Callable[[], torch.Tensor], net: nn.Module,
-                 reducer: nn.Module | None = None, post: Callable | None = None) -> None:
+    def __init__(self, read: Callable[[nn.Module], torch.Tensor], net: nn.Module,
+                 reducer: nn.Module | None = None,
+                 post: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.net, self.reducer = net, reducer
-        self._read, self._post = read, post  # plain attributes: the model is not a submodule
+        self._read, self._post = read, post  # plain attributes: picklable, hold no model
 
-    def forward(self, weights_grad: bool = False) -> torch.Tensor:
-        x = self._read()
+    def forward(self, model: nn.Module, weights_grad: bool = False) -> torch.Tensor:
+        x = self._read(model)
         x = (x if weights_grad else x.detach()).to(next(self.net.parameters()).dtype)
         if self.reducer is not None:
             x = self.reducer(x)
@@ -236,6 +285,7 @@ class Switcher(Method[SwitcherOptions]):
                                          momentum=options.momentum)
         self._snapshot: list[torch.Tensor] | None = None
         self._cache: dict[str, tuple[tuple, torch.Tensor]] = {}
+        self._reference = False  # tests: the uncached path, autograd in every training call
         self.switching = self.switcher_phase(0)
 
     # meta-networks --------------------------------------------------------------------------
@@ -253,18 +303,17 @@ class Switcher(Method[SwitcherOptions]):
             w = weight_of(self.model, g.name)  # one row per filter: [out, in] after the reduction
             reducer = KernelReducer(w.shape[1], tuple(w.shape[2:]))
             unet = self._unet((w.shape[0], w.shape[1]))
-            return _Switcher(lambda: weight_of(self.model, g.name),
-                             nn.Sequential(unet, RowHead(w.shape[1])), reducer)
+            return _Switcher(_Weight(g.name), nn.Sequential(unet, RowHead(w.shape[1])), reducer)
         site = g.sites[0]
         try:
-            reader = _Reader(self.model.get_submodule(site.module), site.channels, site.units,
-                             g.size)
+            reader = _Reader(self.model, site.module, site.channels, site.units, g.size,
+                             image=self.options.meta == "unet")
         except ValueError as e:
             return str(e)
         if self.options.meta == "mlp":
             return _Switcher(reader, UnitMLP(reader.length, self.options.hidden))
         unet = self._unet((g.size, reader.length))
-        return _Switcher(lambda: reader()[None, None], nn.Sequential(unet, RowHead(reader.length)))
+        return _Switcher(reader, nn.Sequential(unet, RowHead(reader.length)))
 
     def _weight_switcher(self, name: str) -> _Switcher | str:
         """The switcher of layer ``name``'s weight, or why it has none."""
@@ -273,10 +322,10 @@ class Switcher(Method[SwitcherOptions]):
         if out * cin < 2:
             return ONE_VALUE
         if isinstance(self.model.get_submodule(name), nn.Linear):  # the code's W[in, out]
-            return _Switcher(lambda: weight_of(self.model, name).t()[None, None],
-                             self._unet((cin, out)), post=lambda g: g[0, 0].t())
-        return _Switcher(lambda: weight_of(self.model, name), self._unet((out, cin)),
-                         KernelReducer(cin, tuple(w.shape[2:])), post=lambda g: g[0, 0])
+            return _Switcher(_Weight(name, image=True), self._unet((cin, out)),
+                             post=_transposed_out)
+        return _Switcher(_Weight(name), self._unet((out, cin)),
+                         KernelReducer(cin, tuple(w.shape[2:])), post=_image_out)
 
     # schedule -------------------------------------------------------------------------------
     def switcher_phase(self, t: int) -> bool:
@@ -303,18 +352,41 @@ class Switcher(Method[SwitcherOptions]):
     def _versions(self, key: str) -> tuple:
         net = self.nets[key]
         tensors = [*self.model.parameters(), *net.parameters(), *net.buffers()]
-        return tuple(t._version for t in tensors)
+        return tuple((t._version, t.data_ptr()) for t in tensors)
+
+    def _needs_graph(self, train: bool) -> bool:
+        """Whether the scales must carry autograd: when the switchers learn (a switcher epoch),
+        when the task loss reaches ``W`` through them (``weights_grad``), and in eval mode
+        with autograd on (the user asked for it). In a weight epoch the switcher is frozen and
+        its output is a constant of the weights."""
+        if not torch.is_grad_enabled():
+            return False
+        return self._reference or not train or self.switching or self.options.weights_grad
 
     def _scales(self, key: str, train: bool) -> torch.Tensor:
+        """The switcher's output for ``key`` in train or eval mode.
+
+        With autograd (see ``_needs_graph``) every call computes it afresh. Without, it is a
+        function of the model's weights and the switcher's parameters: cached until one of them
+        changes or ``learner.step()`` is called, so one evaluation serves every consumer of a
+        group and every forward of a step. The exception is training with running statistics,
+        where each call also moves them, as it always did. ``_reference`` (tests) computes
+        every training call with autograd, as this method did before the cache.
+        """
         net = self.nets[key]
-        if train or torch.is_grad_enabled():
+        if self._needs_graph(train):
             net.train(train)
-            return net(self.options.weights_grad)
-        versions = self._versions(key)  # eval without autograd: cached until something moves
+            return net(self.model, self.options.weights_grad)
+        if train and (self._reference or self.options.stats == "running"):
+            with torch.no_grad():
+                net.train(True)
+                return net(self.model)
+        stamp = (train, self.t, self._versions(key))
         hit = self._cache.get(key)
-        if hit is None or hit[0] != versions:
-            net.train(False)
-            self._cache[key] = (versions, net(False))
+        if hit is None or hit[0] != stamp:
+            with torch.no_grad():
+                net.train(train)
+                self._cache[key] = (stamp, net(self.model))
         return self._cache[key][1]
 
     def _gate(self, key: str) -> torch.Tensor:
@@ -341,6 +413,9 @@ class Switcher(Method[SwitcherOptions]):
         assert self.optimizer is not None
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
+        if self.options.clip is not None:
+            for net in self.nets.values():
+                nn.utils.clip_grad_norm_(net.parameters(), self.options.clip)
         super().update()
         if self._snapshot is not None:  # a switcher epoch: the weights do not move
             with torch.no_grad():
@@ -370,3 +445,10 @@ class Switcher(Method[SwitcherOptions]):
         self._snapshot = None
         self._cache.clear()
         self.switching = self.switcher_phase(self.t)
+
+    def moved(self) -> None:
+        self._cache.clear()
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles start without cached scales (they are the original's)."""
+        return {**self.__dict__, "_cache": {}}
