@@ -68,7 +68,7 @@ import archlearn as al
 from archlearn import data, models
 from archlearn.data.text import TextSplits, dedupe, prose_sentences, split_sentences
 from archlearn.errors import ArchlearnError
-from archlearn.io import atomic_write, write_json
+from archlearn.io import atomic_write, jsonable, write_json
 from archlearn.metrics import accuracy
 from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.seeding import seeded
@@ -139,24 +139,7 @@ def run_compress(model: nn.Module, calibration: list, budget: dict[str, float], 
     start = time.perf_counter()
     result = compress(model, calibration, budget=budget, **options)
     seconds = time.perf_counter() - start
-    if isinstance(result, tuple):  # (small, report), the form DESIGN.md first sketched
-        small, report = result
-    else:
-        small, report = result, getattr(result, "archlearn_report", {})
-    return small.eval(), _jsonable(report), seconds
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as JSON holds it (tensors as lists, other objects as their text)."""
-    def default(x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            return x.tolist()
-        try:
-            return float(x)
-        except (TypeError, ValueError):
-            return str(x)
-
-    return json.loads(json.dumps(value, default=default))
+    return result.eval(), jsonable(result.archlearn_report), seconds
 
 
 # --- LeNet-5 ----------------------------------------------------------------------------------

@@ -55,6 +55,23 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str],
     return path
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON holds it: tensors as lists, numbers as floats, anything else as text.
+
+    >>> jsonable({"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)})
+    {'w': [1.0, 2.0], 'n': 3}
+    """
+    def default(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.tolist()
+        try:
+            return float(x)
+        except (TypeError, ValueError):
+            return str(x)
+
+    return json.loads(json.dumps(value, default=default))
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` as indented JSON, atomically (values JSON cannot hold become strings).
 

@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from archlearn.budget import parse_budget
-from archlearn.compress.calibration import Batch, Call, calls, example_inputs
+from archlearn.compress.calibration import Batch, Call, calls
+from archlearn.compress.calibration import example_inputs as traced_inputs
 from archlearn.compress.refit import RIDGE, Reader, refit_readers, residual_streams
 from archlearn.compress.scores import Loss, unit_scores
 from archlearn.errors import ArchlearnError
@@ -48,6 +49,7 @@ from archlearn.structure.cost import CostModel, _items, build_cost
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import as_tuple, dependency_graph
 from archlearn.structure.groups import UnitGroup
+from archlearn.structure.handlers import handler_for
 from archlearn.structure.measure import count_macs, count_params
 from archlearn.structure.shrink import Decision, shrink
 from archlearn.structure.verify import assert_same_outputs, gateable_groups
@@ -92,7 +94,7 @@ def compress(
     device = next((p.device for p in work.parameters()), torch.device("cpu"))
     batches = [c.to(device) for c in batches]
     inputs = (as_tuple(example_inputs) if example_inputs is not None
-              else example_inputs_of(work, batches[0]))
+              else traced_inputs(work, batches[0]))
     decision = decide(work, inputs, batches, kind, value, score=score, loss=loss,
                       targets=targets, ignore=ignore, progress=progress)
     t1 = time.perf_counter()
@@ -113,11 +115,6 @@ def compress(
     setattr(small, "archlearn_recipe", recipe)  # noqa: B010 (read by al.save)
     setattr(small, "archlearn_report", report)  # noqa: B010
     return small
-
-
-def example_inputs_of(model: nn.Module, call: Call) -> tuple[torch.Tensor, ...]:
-    """One example of the first calibration batch, as positional tensors for tracing."""
-    return example_inputs(model, call)
 
 
 class Decided:
@@ -244,8 +241,6 @@ def _kept_outputs(model: nn.Module, decision: Decided, inputs,
 
 
 def _out_width(module: Any) -> int:
-    from archlearn.structure.handlers import handler_for
-
     handler = handler_for(module)
     assert handler is not None
     return handler.out_channels(module)

@@ -31,6 +31,7 @@ from torch import nn
 import archlearn as al
 from archlearn.data.text import pad
 from archlearn.errors import ArchlearnError
+from archlearn.io import jsonable
 from archlearn.jobs.minilm_distill import baselines, evaluate
 from archlearn.models.bert import keeping
 from archlearn.structure.measure import count_macs
@@ -73,7 +74,7 @@ def one_seed(out: Path, seed: int, teacher: Any, rows: dict[str, list[list[int]]
     small = al.compress(teacher, batches, budget=budget, example_inputs=example,
                         progress=progress).eval()
     seconds: dict[str, Any] = {"compress": time.perf_counter() - t0}
-    report = jsonable(getattr(small, "archlearn_report", {}))
+    report = jsonable(small.archlearn_report)
     models: dict[str, nn.Module] = {"original": teacher, "oneshot": small}
     ratio = None
     if torch_pruning:
@@ -106,14 +107,3 @@ def one_seed(out: Path, seed: int, teacher: Any, rows: dict[str, list[list[int]]
             "compress": report, "seconds": seconds}, models
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON holds it (tensors as lists, numbers as floats, the rest as text)."""
-    def default(x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            return x.tolist()
-        try:
-            return float(x)
-        except (TypeError, ValueError):
-            return str(x)
-
-    return json.loads(json.dumps(value, default=default))
