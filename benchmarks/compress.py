@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import importlib
 import json
 import random
 import re
@@ -111,15 +110,9 @@ def fingerprint(model: nn.Module) -> str:
 
 
 def compress_function() -> Any:
-    """``al.compress`` (the function, also while only the ``archlearn.compress`` package
-    exists, whose name then shadows it on ``archlearn``)."""
+    """``al.compress``; a clear error on an archlearn without it."""
     fn: Any = getattr(al, "compress", None)
-    if fn is None or isinstance(fn, types.ModuleType):
-        try:
-            fn = getattr(importlib.import_module("archlearn.compress"), "compress", None)
-        except ImportError:
-            fn = None
-    if not callable(fn):
+    if not callable(fn) or isinstance(fn, types.ModuleType):
         raise ArchlearnError("this archlearn has no al.compress")
     return fn
 

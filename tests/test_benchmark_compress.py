@@ -3,7 +3,6 @@
 LeNet-5 trains one epoch (its weights cached, then read back), is compressed at one budget by
 ``al.compress`` and by Torch-Pruning; a tiny random BERT with MiniLM's vocabulary stands in for
 MiniLM (as in ``test_job_minilm.py``), scored on a small text file and on two tiny man pages.
-The tests that need ``al.compress`` skip only while ``archlearn.compress`` does not exist.
 """
 
 import gzip
@@ -24,7 +23,7 @@ ACTS = ["sends", "blocks", "maps", "wakes", "stops", "limits", "frees", "counts"
 
 @pytest.fixture
 def needs_compress():
-    pytest.importorskip("archlearn.compress")
+    pytest.importorskip("archlearn.compression")
     assert callable(compress.compress_function())
 
 

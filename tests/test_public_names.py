@@ -95,3 +95,18 @@ def test_archlearn_methods_is_the_subpackage_in_a_fresh_interpreter():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120, check=True)
     assert r.stdout.strip() == "ok"
+
+
+def test_no_subpackage_is_shadowed_by_a_public_function():
+    """Every subpackage imports as itself (``import archlearn.X as m`` binds the attribute
+    ``archlearn.X``): ``al.compress`` is the function, its package is ``archlearn.compression``."""
+    code = ("import importlib, pkgutil, types, archlearn as al\n"
+            "for info in pkgutil.iter_modules(al.__path__):\n"
+            "    if info.ispkg:\n"
+            "        mod = importlib.import_module('archlearn.' + info.name)\n"
+            "        assert getattr(al, info.name) is mod, info.name\n"
+            "assert callable(al.compress) and not isinstance(al.compress, types.ModuleType)\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, check=True)
+    assert r.stdout.strip() == "ok"

@@ -9,7 +9,7 @@ True
 """
 
 from archlearn import graphs, methods, prune
-from archlearn.compress import compress
+from archlearn.compression import compress
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
 from archlearn.integrations.onnx import export_onnx

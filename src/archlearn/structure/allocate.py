@@ -14,7 +14,7 @@ half pruned costs half as much). :func:`allocate` is a greedy knapsack with exch
 
 A group never loses its last unit (the shrunk model keeps one, so it is counted), which makes
 the cost of the allocation the exact cost of the shrunk model. The same code lands learned
-runs on their budget (``budget.py``) and allocates one-shot compression (``archlearn.compress``).
+runs on their budget (``budget.py``) and allocates one-shot compression (``archlearn.compression``).
 
 >>> from archlearn.structure.cost import CostModel, Side, Term
 >>> two = CostModel("params", [Term("a", 10.0, (Side(4, 0, [(0, torch.arange(4))]),)),

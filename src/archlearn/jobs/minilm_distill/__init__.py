@@ -47,7 +47,7 @@ from torch import nn
 
 import archlearn as al
 from archlearn.budget import parse_budget
-from archlearn.compress.calibration import MIN_EXAMPLES
+from archlearn.compression.calibration import MIN_EXAMPLES
 from archlearn.data.text import length_batches, load_text
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError

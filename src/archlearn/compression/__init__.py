@@ -39,10 +39,10 @@ import torch
 from torch import nn
 
 from archlearn.budget import parse_budget
-from archlearn.compress.calibration import Batch, Call, calls
-from archlearn.compress.calibration import example_inputs as traced_inputs
-from archlearn.compress.refit import RIDGE, Reader, refit_readers, residual_streams
-from archlearn.compress.scores import Loss, unit_scores
+from archlearn.compression.calibration import Batch, Call, calls
+from archlearn.compression.calibration import example_inputs as traced_inputs
+from archlearn.compression.refit import RIDGE, Reader, refit_readers, residual_streams
+from archlearn.compression.scores import Loss, unit_scores
 from archlearn.errors import ArchlearnError
 from archlearn.structure.allocate import allocate
 from archlearn.structure.cost import CostModel, _items, build_cost

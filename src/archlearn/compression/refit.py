@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from archlearn.compress.calibration import Call
+from archlearn.compression.calibration import Call
 from archlearn.structure.graph import preserved_mode
 from archlearn.structure.handlers import HF_CONV1D, handler_for
 

@@ -21,7 +21,7 @@ flatten into a Linear, attention heads).
 >>> from archlearn.structure.groups import find_groups
 >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
 >>> groups, _ = find_groups(net, (torch.zeros(1, 3),))
->>> from archlearn.compress.calibration import calls
+>>> from archlearn.compression.calibration import calls
 >>> [s.shape for s in unit_scores(net, groups, calls(torch.randn(32, 3)))]
 [torch.Size([4])]
 """
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from archlearn.compress.calibration import Call
+from archlearn.compression.calibration import Call
 from archlearn.errors import ArchlearnError
 from archlearn.structure.gating import GateHooks
 from archlearn.structure.graph import preserved_mode
