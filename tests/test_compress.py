@@ -309,6 +309,26 @@ def test_dict_batches_compress_a_bert_and_padding_is_ignored(tmp_path):
         assert torch.equal(loaded(**held).last_hidden_state, small(**held).last_hidden_state)
 
 
+def test_bert_heads_share_the_stream_scale_with_the_ffn_weighted_by_head_weight():
+    """In a post-LayerNorm block heads and FFN units are scored as fractions of one residual
+    stream: the allocation reads the raw stream fractions, heads weighted by ``HEAD_WEIGHT``."""
+    from archlearn.compression import HEAD_WEIGHT, decide
+    from archlearn.compression.calibration import calls
+    from archlearn.compression.refit import residual_streams
+    from archlearn.compression.scores import unit_scores
+
+    model, batches = _bert(), calls(_padded(None))
+    decided = decide(model, EXAMPLE, batches, "macs", 0.5)
+    streams = residual_streams(model, decided.groups, batches[0])
+    raw = unit_scores(model, decided.groups, batches, streams=streams)
+    kinds = {g.kind for g in decided.groups}
+    assert kinds == {"heads", "channels"} and streams
+    for group, share, r in zip(decided.groups, decided.scores, raw):
+        weight = HEAD_WEIGHT if group.kind == "heads" else 1.0
+        torch.testing.assert_close(share, r * weight)
+    assert HEAD_WEIGHT != 1.0
+
+
 # --- the taylor score ---------------------------------------------------------------------------
 
 def _shift_net() -> nn.Sequential:
