@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORE_VENV := .venv-core
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test smoke-core lower-bounds lint bench results results-status clean
+.PHONY: demo test smoke-core lower-bounds lint bench bench-list results results-status clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -61,8 +61,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pyright
 
+# Every benchmark, target after target (many hours on 2 cores), then docs/RESULTS.md. Each
+# target alone fits in an hour: `make bench-list` names them (core, methods, paper, zoo, minilm,
+# compress, budgets-..., with estimates); `make bench-core` runs one (benchmarks/run_all.py).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+bench-list: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all --list
+
+bench-%: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all $*
 
 results: $(STAMP)
 	$(BIN)/python -m benchmarks.report

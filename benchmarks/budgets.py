@@ -55,7 +55,7 @@ from torch import nn
 import archlearn as al
 from archlearn import data, models
 from archlearn.io import write_json
-from archlearn.provenance import add_allow_dirty, provenance
+from archlearn.provenance import add_allow_dirty, merged, provenance
 from archlearn.seeding import seeded
 from archlearn.structure.cost import build_cost
 from archlearn.structure.measure import compare_latency, count_macs, count_params
@@ -254,10 +254,13 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
     # every invocation that added rows to this file (a resumed or partial run is several)
     commands = [c for c in done.get("commands", []) if done.get("epochs") == epochs]
     commands = commands if command in commands else [*commands, command]
+    # the runs whose rows are kept: each keeps its provenance, this run's is added as a part
+    earlier = done.get("provenance") if rows else None
 
     def save():
-        write_json(path, {"provenance": provenance(command, s, seeds=seeds, epochs=epochs,
-                                                   trials=trials, protocol=_protocol()),
+        write_json(path, {"provenance": merged(earlier, provenance(
+                              command, s, seeds=seeds, epochs=epochs, trials=trials,
+                              protocol=_protocol())),
                           "epochs": epochs, "commands": commands, "rows": rows})
 
     def add(r):
@@ -317,8 +320,10 @@ def merge(sources: list[Path], out: Path) -> None:
             rows.setdefault(key(r), r)
         commands += [c for c in d.get("commands", [d["provenance"]["command"]])
                      if c not in commands]
-    last = files[-1]  # its provenance (commit, machine) stands for the file
-    write_json(path, {**last, "commands": commands, "rows": list(rows.values())})
+    # every run's provenance, as parts (the last one's fields stand for the file on the page)
+    joined = merged(*(d.get("provenance") for d in files))
+    write_json(path, {**files[-1], "provenance": joined, "commands": commands,
+                      "rows": list(rows.values())})
     plots(out)
 
 
@@ -363,6 +368,7 @@ def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> Non
     have = {(r["model"], r["kind"], r["budget"], r["epochs"], r["seed"]) for r in rows}
     command = " ".join(["python -m benchmarks.budgets", *sys.argv[1:]])
     commands = [c for c in done.get("commands", []) if c != command] + [command]
+    earlier = done.get("provenance") if rows else None  # kept rows keep their run's provenance
     for seed in range(seeds):
         for epochs in epochs_list:
             for name in [n for n in MODELS if not only or n in only]:
@@ -390,7 +396,8 @@ def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> Non
                                  "widths": [layer["width"] for layer in arch["layers"]],
                                  "accuracy": accuracy(learner.shrink(), s.test)})
                     have.add((name, kind, budget, epochs, seed))
-                    write_json(path, {"provenance": provenance(command, s, seeds=seeds),
+                    write_json(path, {"provenance": merged(earlier, provenance(
+                                          command, s, seeds=seeds)),
                                       "commands": commands, "rows": rows})
                     print(f"{name} {kind}={budget} {epochs} epochs seed {seed}: "
                           f"{rows[-1]['ratio']:.3f} of the budget", flush=True)

@@ -4,9 +4,13 @@
     python -m benchmarks.report --status   # every section: current or stale, why, its command
 
 A section is *stale* (marked in bold on the page) when its results file does not record the
-source files it ran, when any of them differs from today's files, when it was written from a tree
-with local changes or its files changed while it ran, when a library it ran with is outside
-its pin in pyproject.toml, or when it joins several runs but keeps one run's provenance.
+source files it ran, when any of them differs from today's files (only the files that run
+imported: an edit elsewhere leaves it current), when it was written from a tree with local
+changes without ``--allow-dirty`` or its files changed while it ran, when a library it ran with
+is outside its pin in pyproject.toml, or when it joins several runs but keeps one run's
+provenance (a merged file is checked part by part). ``--allow-dirty`` is shown, not counted:
+the hashes are of the files that run really used. ``--status`` also names the ``make bench-...``
+targets that refresh each section (benchmarks/run_all.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from archlearn.io import atomic_write
-from archlearn.provenance import changed_sources
+from archlearn.provenance import LOADED, changed_sources
+from benchmarks import run_all
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,15 +150,18 @@ def stale_reasons(payload: dict, detail: bool = False, root: Path = ROOT) -> lis
         sources = p.get("sources")
         if not sources:
             add("no source hash recorded")
-        if git.get("dirty"):
-            text = ("written from a tree with local changes"
-                    + (" (--allow-dirty)" if p.get("allow_dirty") else ""))
-            add(text + (f": {_shown(git['changes'])}" if detail and git.get("changes") else ""))
+        # --allow-dirty: the run said so, and its source hashes (checked below) are of the files
+        # it really ran, dirty or not; without it, a dirty tree means a file written before the
+        # refusal existed, whose figures no commit reproduces
+        if git.get("dirty") and not p.get("allow_dirty"):
+            add("written from a tree with local changes"
+                + (f": {_shown(git['changes'])}" if detail and git.get("changes") else ""))
         if sources and sources.get("changed_during_run"):
             add("source files changed while it ran"
                 + (f": {_shown(sources['changed_during_run'])}" if detail else ""))
         if sources:
-            changed = changed_sources(sources.get("files", {}), root)
+            changed = changed_sources(sources.get("files", {}), root,
+                                      whole_package=sources.get("scope") != LOADED)
             if changed:
                 add("its source files changed since it ran"
                     + (f": {_shown(changed)}" if detail else ""))
@@ -167,14 +175,46 @@ def stale_reasons(payload: dict, detail: bool = False, root: Path = ROOT) -> lis
     return reasons
 
 
-def stale(payload: dict | None, name: str) -> str:
-    """The bold stale mark a section shows under its heading ('' when current or not run)."""
+def notes(payload: dict, detail: bool = False) -> list[str]:
+    """What a reader should know about a results file that does not make it stale: written with
+    ``--allow-dirty`` from a tree with local changes (``detail`` names them)."""
+    out: list[str] = []
+    for p in blocks(payload):
+        git = p.get("git") or {}
+        if git.get("dirty") and p.get("allow_dirty"):
+            text = ("written with --allow-dirty from a tree with local changes"
+                    + (f": {_shown(git['changes'])}" if detail and git.get("changes") else ""))
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def stale(payload: dict | None, name: str, root: Path = ROOT) -> str:
+    """The bold stale mark a section shows under its heading ('' when current or not run), and
+    the ``--allow-dirty`` note in italics when the file says so."""
     if payload is None:
         return ""
-    reasons = stale_reasons(payload)
-    if not reasons:
-        return ""
-    return (f"**Stale: {'; '.join(reasons)}. Refresh: `{COMMANDS[name]}`.**\n\n")
+    reasons = stale_reasons(payload, root=root)
+    out = f"**Stale: {'; '.join(reasons)}. Refresh: `{COMMANDS[name]}`.**\n\n" if reasons else ""
+    if notes(payload):
+        out += ("_Written with `--allow-dirty` from a tree with local changes: its source hashes "
+                "are of the files it ran, which is what the stale check compares._\n\n")
+    return out
+
+
+def make_targets(name: str) -> str:
+    """The ``make`` line of ``--status`` for the results file ``name``: the bench targets that
+    write it (benchmarks/run_all.py), in order, and how to start a resumable file afresh."""
+    targets = [f"bench-{t}" for t in run_all.writers(name)]
+    if not targets:
+        return "none (run the refresh command)"
+    text = f"make {' '.join(targets)}"
+    if len(targets) > 1:
+        text += " (in this order, each within an hour)"
+    if name in run_all.RESUMABLE:
+        text += (f"; rows already in benchmarks/results/{name} are kept, not rerun: delete it "
+                 "first to refresh them all")
+    return text
 
 
 def status(results: Path = RESULTS, root: Path = ROOT) -> tuple[str, int]:
@@ -182,16 +222,20 @@ def status(results: Path = RESULTS, root: Path = ROOT) -> tuple[str, int]:
     lines, behind = [], 0
     for name, title, command in SECTIONS:
         path = results / name
+        said: list[str] = []
         if not path.exists():
             state, why = "missing", ["not run yet"]
         else:
             payload = json.loads(path.read_text())
             why = stale_reasons(payload, detail=True, root=root)
+            said = notes(payload, detail=True)
             commits = sorted({(p.get("git") or {}).get("commit") or "?" for p in blocks(payload)})
             state = "stale" if why else f"current at {', '.join(c[:10] for c in commits)}"
         behind += bool(why)
         lines.append(f"{name}: {state}\n  section: {title}\n"
-                     + "".join(f"  why: {w}\n" for w in why) + f"  refresh: {command}\n")
+                     + "".join(f"  why: {w}\n" for w in why)
+                     + "".join(f"  note: {n}\n" for n in said)
+                     + f"  refresh: {command}\n  target: {make_targets(name)}\n")
     head = f"{len(SECTIONS) - behind} of {len(SECTIONS)} sections current\n\n"
     return head + "\n".join(lines), behind
 
@@ -586,8 +630,10 @@ def structure_section() -> str:
 def render() -> str:
     """The whole of docs/RESULTS.md, from the JSON files."""
     text = ("# Results\n\nEvery figure below is read from `benchmarks/results/*.json`, written "
-            "by the command named in its section; `make results` regenerates this page and "
-            "`make bench` reruns everything.\n\n")
+            "by the command named in its section; `make results` regenerates this page, "
+            "`make results-status` lists which sections are current and the `make bench-...` "
+            "target (each under an hour on 2 cores) that refreshes each, and `make bench` "
+            "reruns everything.\n\n")
     from benchmarks import (
         report_budgets,
         report_compress,

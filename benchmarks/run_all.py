@@ -1,34 +1,212 @@
-"""`make bench`: every benchmark in turn (about three hours on 2 cores), then docs/RESULTS.md.
+"""`make bench-<target>`: the benchmarks in targets that each finish within an hour on 2 cores.
 
-Each step writes JSON (and plots) under benchmarks/results; `make results` re-renders the page.
+    python -m benchmarks.run_all --list       # every target, its steps, the files they write
+    python -m benchmarks.run_all core         # one target (what `make bench-core` runs)
+    python -m benchmarks.run_all              # every target in turn (`make bench`: many hours)
+
+Each step writes JSON (and plots) under benchmarks/results; `make results` re-renders the page,
+and `make results-status` names the target that refreshes each section.
+
+The minutes of a step are an estimate on the 2-core machine, from the seconds its results files
+recorded (``seconds``, ``wall_seconds``, per-row ``seconds``); those runs shared the machine
+(load averages 2-15 on 2 CPUs), so on a quiet machine a step is faster, never slower. Where a
+file recorded no timing, ``basis`` says what the estimate scales from. A resumable benchmark
+(``budgets train`` and ``sweep``) skips the rows already in its file, which is what lets its rows
+be split over several targets: each target adds its own share, in order.
 """
 
+from __future__ import annotations
+
+import argparse
 import subprocess
 import sys
+from dataclasses import dataclass
 
-STEPS = [
-    ["-m", "benchmarks.core_lenet", "--seeds", "3", "--epochs", "20"],
-    ["-m", "benchmarks.peer_torch_pruning", "--seeds", "3", "--epochs", "20",
-     "--out", "benchmarks/results/peer_torch_pruning.json"],
-    ["-m", "benchmarks.paper_experiments", "all"],
-    ["-m", "benchmarks.compare_methods"],
-    ["-m", "benchmarks.method_settings"],
-    ["-m", "benchmarks.magnitude_stier"],
-    ["-m", "benchmarks.structure_prediction"],
-    ["-m", "benchmarks.genetic_search"],
-    ["-m", "benchmarks.zoo"],
-    ["-m", "benchmarks.minilm", "fidelity"],
-    ["-m", "benchmarks.minilm", "latency"],
-    ["-m", "benchmarks.compress", "all", "--seeds", "3"],  # trained LeNet-5 and MiniLM, one shot
-    ["-m", "benchmarks.switcher", "--seeds", "3", "--epochs", "4", "6", "--jobs", "2"],
-    ["-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"],
-    ["-m", "benchmarks.budgets", "train", "--seeds", "3", "--epochs", "20"],
-    ["-m", "benchmarks.budgets", "sweep", "--seeds", "3"],
-    ["-m", "benchmarks.budgets", "latency"],  # timings: on a quiet machine
-    ["-m", "benchmarks.report"],
-]
+LIMIT_MINUTES = 60  # what a target may take on 2 cores (tests/test_run_all.py checks the sum)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of a target: ``python <args>``, the results files it writes (relative to
+    benchmarks/results), and its estimated minutes on 2 cores with what they come from."""
+
+    args: tuple[str, ...]
+    writes: tuple[str, ...]
+    minutes: float
+    basis: str
+
+    @property
+    def command(self) -> str:
+        """The command line, as a section's refresh line names it."""
+        return " ".join(["python", *self.args])
+
+
+def _budgets(*args: str, minutes: float, basis: str) -> Step:
+    return Step(("-m", "benchmarks.budgets", "train", "--seeds", "3", "--epochs", "20", *args),
+                ("budgets.json",), minutes, basis)
+
+
+def _sweep(*args: str, minutes: float, basis: str) -> Step:
+    return Step(("-m", "benchmarks.budgets", "sweep", *args), ("budgets_sweep.json",), minutes,
+                basis)
+
+
+# LeNet-5 rows of budgets.json, mean seconds per row (20 epochs, 1 thread, load 3 on 2 CPUs):
+# baseline 328, tsrelu 341, l0 275, tp-l1 193, tp-taylor 190 (each including its share of the
+# dense half-run); morphnet taken as tsrelu; optuna as 50 epochs of the baseline (6 trials of 5
+# epochs, then 20): 820. Residual CNN rows: 26-33 s (tsrelu 1.65 s per epoch).
+_LENET_ARCHLEARN = "3 seeds x (tsrelu 341 + l0 275 + morphnet ~341) s"
+_LENET_TP = "dense 3 x 328 s, then 3 seeds x (tp-l1 193 + tp-taylor 190) s per budget"
+_LENET_OPTUNA = "3 seeds x 820 s (50 epochs at the baseline's 16.4 s)"
+_SWEEP_LENET = "tsrelu at 17 s per epoch (budgets.json), 5 budgets"
+
+TARGETS: dict[str, list[Step]] = {
+    "core": [
+        Step(("-m", "benchmarks.core_lenet", "--seeds", "3", "--epochs", "20"),
+             ("core_overhead.json", "core_demo.json", "core_user_loop.json"), 15,
+             "no total recorded; 0.6-0.7 s per epoch (core_user_loop.json) x 20 epochs x "
+             "(4 demo rows + 2 loops) x 3 seeds, and the interleaved latency"),
+        Step(("-m", "benchmarks.peer_torch_pruning", "--seeds", "3", "--epochs", "20", "--out",
+              "benchmarks/results/peer_torch_pruning.json"), ("peer_torch_pruning.json",), 10,
+             "no timing recorded; 2 targets x 3 seeds of LeNet-5 at 20 epochs"),
+    ],
+    "methods": [
+        Step(("-m", "benchmarks.compare_methods", "--seeds", "3", "--epochs", "10"),
+             ("compare_methods.json",), 9, "wall_seconds 506"),
+        Step(("-m", "benchmarks.method_settings"), ("method_settings.json",), 20,
+             "no timing recorded; digits (1,797 8x8 images), 3 seeds x 30 epochs per variant"),
+        Step(("-m", "benchmarks.magnitude_stier", "--seeds", "3", "--epochs", "100"),
+             ("magnitude_stier.json",), 5, "wall_seconds 292"),
+    ],
+    "paper": [
+        Step(("-m", "benchmarks.paper_experiments", name), (f"paper/{name}.json",), minutes,
+             basis)
+        for name, minutes, basis in [
+            ("table31", 15, "no timing recorded; 4 settings x 3 seeds x 20 epochs, and scratch"),
+            ("svd", 3, "no timing recorded; one training of 20 epochs"),
+            ("hyper", 10, "no timing recorded; a grid of 10-epoch runs"),
+            ("classes", 5, "no timing recorded; 5 runs of 10 epochs"),
+            ("depth", 5, "no timing recorded; 4 runs of 10 epochs"),
+            ("pretrained", 5, "no timing recorded; 10 + 5 epochs per variant"),
+        ]
+    ],
+    "paper-bayesopt": [
+        Step(("-m", "benchmarks.paper_experiments", "bayesopt"), ("paper/bayesopt.json",), 25,
+             "one AL run 8.6 CPU s (10 epochs): 3 seeds x 2 spaces x 20 Optuna trials of it"),
+    ],
+    "structure": [
+        Step(("-m", "benchmarks.structure_prediction",), ("structure_prediction.json",), 34,
+             "seconds 1997 (wall)"),
+    ],
+    "genetic": [
+        Step(("-m", "benchmarks.genetic_search",), ("genetic_search.json",), 24,
+             "seconds 1383 (wall)"),
+    ],
+    "zoo": [
+        Step(("-m", "benchmarks.zoo",), ("zoo.json",), 10,
+             "no timing recorded; attach and shrink of 3 models, 3 repeats"),
+    ],
+    "minilm": [
+        Step(("-m", "benchmarks.minilm", "fidelity"), ("minilm.json",), 55,
+             "seconds 3278 (load 11.6 on 2 CPUs)"),
+    ],
+    "compress": [
+        Step(("-m", "benchmarks.compress", "all", "--seeds", "3"),
+             ("compress_lenet.json", "compress_minilm.json"), 7, "seconds 96 + 271"),
+        Step(("-m", "benchmarks.minilm", "latency"), ("minilm_latency.json",), 2, "seconds 56"),
+    ],
+    "papers-2-4": [
+        Step(("-m", "benchmarks.switcher", "--seeds", "3", "--epochs", "4", "6", "--jobs", "2"),
+             ("switcher.json",), 30, "train_seconds 3326 in all, 2 jobs"),
+        Step(("-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"),
+             ("diffsparse.json",), 9, "train_seconds 473 in all"),
+    ],
+    **{f"budgets-lenet5-{pct}": [
+        _budgets("--models", "lenet5", "--methods", "tsrelu", "l0", "morphnet", "--budgets",
+                 str(budget), minutes=48, basis=_LENET_ARCHLEARN)]
+       for pct, budget in (("50", 0.5), ("25", 0.25), ("10", 0.1))},
+    "budgets-lenet5-tp": [
+        _budgets("--models", "lenet5", "--methods", "baseline", "tp-l1", "tp-taylor",
+                 "--budgets", "0.5", "0.25", minutes=55, basis=_LENET_TP + ", 2 budgets")],
+    "budgets-lenet5-tp-10": [
+        _budgets("--models", "lenet5", "--methods", "tp-l1", "tp-taylor", "--budgets", "0.1",
+                 minutes=36, basis=_LENET_TP + ", 1 budget")],
+    **{f"budgets-lenet5-optuna-{pct}": [
+        _budgets("--models", "lenet5", "--methods", "optuna", "--budgets", str(budget),
+                 minutes=41, basis=_LENET_OPTUNA)]
+       for pct, budget in (("50", 0.5), ("25", 0.25), ("10", 0.1))},
+    "budgets-resnet": [
+        _budgets("--models", "resnet", "--methods", "baseline", "tsrelu", "l0", "morphnet",
+                 "tp-l1", "tp-taylor", minutes=40,
+                 basis="residual CNN rows: baseline 350 s, others 26-33 s; 3 seeds x 3 budgets"),
+        _budgets("--models", "resnet", "--methods", "optuna", minutes=13,
+                 basis="50 epochs at 1.65 s, 3 seeds x 3 budgets"),
+    ],
+    "budgets-sweep-lenet5-10": [
+        _sweep("--seeds", "3", "--epochs", "10", "--models", "lenet5", minutes=43,
+               basis=_SWEEP_LENET + " x 3 seeds x 10 epochs")],
+    # 30 epochs: one seed per target (``--seeds k`` runs seeds 0..k-1 and skips those done)
+    **{f"budgets-sweep-lenet5-30-seed{k - 1}": [
+        _sweep("--seeds", str(k), "--epochs", "30", "--models", "lenet5", minutes=43,
+               basis=_SWEEP_LENET + " x 30 epochs, one seed")]
+       for k in (1, 2, 3)},
+    "budgets-sweep-resnet": [
+        _sweep("--seeds", "3", "--epochs", "10", "30", "--models", "resnet", minutes=13,
+               basis="tsrelu on the residual CNN at 1.65 s per epoch x 4 budgets x 3 seeds x 40")],
+    "budgets-latency": [  # after every budgets target: times the trained rows (a quiet machine)
+        Step(("-m", "benchmarks.budgets", "latency"), ("budgets_latency.json",), 15,
+             "no timing recorded; 30 interleaved rounds per seed at batch 1 and 256"),
+    ],
+}
+# results files that a resumable benchmark adds rows to: a refresh starts from an empty file
+RESUMABLE = ("budgets.json", "budgets_sweep.json")
+
+
+def minutes(target: str) -> float:
+    """The estimated minutes of ``target`` on 2 cores."""
+    return sum(step.minutes for step in TARGETS[target])
+
+
+def writers(name: str) -> list[str]:
+    """The targets whose steps write the results file ``name``, in the order they run."""
+    return [t for t, steps in TARGETS.items() if any(name in s.writes for s in steps)]
+
+
+def listing() -> str:
+    """``--list``: every target with its estimate, its steps and the files they write."""
+    out = []
+    for target, steps in TARGETS.items():
+        out.append(f"make bench-{target}  (about {minutes(target):.0f} min on 2 cores)\n")
+        out += [f"  {s.command}\n    writes {', '.join(s.writes)}; ~{s.minutes:g} min "
+                f"({s.basis})\n" for s in steps]
+    return "".join(out)
+
+
+def run(target: str) -> None:
+    """Run the steps of ``target`` in turn; stop at the first that fails."""
+    for step in TARGETS[target]:
+        print("+", step.command, flush=True)
+        subprocess.run([sys.executable, *step.args], check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help=f"one or more of: {', '.join(TARGETS)} (default: all, then the "
+                             "report)")
+    parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; `--list` shows them")
+    if args.list:
+        print(listing(), end="")
+        return
+    for target in args.targets or TARGETS:
+        run(target)
+    if not args.targets:
+        subprocess.run([sys.executable, "-m", "benchmarks.report"], check=True)
+
 
 if __name__ == "__main__":
-    for step in STEPS:
-        print("+ python", " ".join(step), flush=True)
-        subprocess.run([sys.executable, *step], check=True)
+    main()

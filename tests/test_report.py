@@ -109,10 +109,12 @@ def test_the_page_marks_in_bold_every_section_the_status_calls_stale():
                            "current")
 
 
-# the machinery under test, carried into the clone so that the clone runs this code
+# the machinery under test (this change's files), carried into the clone so that the clone
+# runs this code; the rest of the clone is the committed tree
 _MACHINERY = ["src/archlearn/provenance.py", "src/archlearn/io.py", "benchmarks/report.py",
-              *(p.relative_to(report.ROOT).as_posix()
-                for p in sorted(report.ROOT.glob("benchmarks/report_*.py")))]
+              "benchmarks/run_all.py", "benchmarks/budgets.py",
+              *(f"benchmarks/report_{n}.py" for n in ("budgets", "methods", "seeds", "minilm",
+                                                      "compress"))]
 # a benchmark's run, simulated: import its module, record provenance, write its results file
 _WRITE = """import json, sys
 import importlib
@@ -132,6 +134,9 @@ print(json.dumps({"status": report.status()[0], "page": report.render(),
 
 
 def test_a_source_edit_in_a_clone_marks_the_affected_sections_stale(tmp_path):
+    """Two runs in a clone: the magnitude pruning benchmark (which imports archlearn.data) and
+    the zoo (which does not). An edit marks stale exactly the sections whose runs imported the
+    edited file."""
     import os
     import shutil
     import subprocess
@@ -156,48 +161,62 @@ def test_a_source_edit_in_a_clone_marks_the_affected_sections_stale(tmp_path):
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
+    def edit(path: str) -> None:
+        with open(clone / path, "a") as f:
+            f.write("# edited\n")
+
     subprocess.run(["git", "clone", "-q", str(report.ROOT), str(clone)], check=True)
     for name in _MACHINERY:
         shutil.copy(report.ROOT / name, clone / name)
     git("add", *_MACHINERY)
     git("commit", "-q", "--allow-empty", "-m", "the machinery under test")
-    peers, stier = "peer_torch_pruning", "magnitude_stier"
-    for bench in (peers, stier):  # two runs from the clean clone, each its own process
+    stier, zoo = "magnitude_stier", "zoo"
+    for bench in (stier, zoo):  # two runs from the clean clone, each its own process
         done = python("-c", _WRITE, bench)
         assert done.returncode == 0, done.stderr
-    assert "archlearn" not in json.loads((clone / f"benchmarks/results/{peers}.json").read_text(
-    ))["provenance"]["git"]["changes"]
+    recorded = {b: json.loads((clone / f"benchmarks/results/{b}.json").read_text())[
+        "provenance"]["sources"]["files"] for b in (stier, zoo)}
+    splits = "src/archlearn/data/splits.py"
+    assert splits in recorded[stier] and splits not in recorded[zoo]
+    assert "src/archlearn/io.py" in recorded[stier] and "src/archlearn/io.py" in recorded[zoo]
     done = python("-m", "benchmarks.report")  # the page as it would be committed
     assert done.returncode == 0, done.stderr
     git("add", "benchmarks/results", "docs/RESULTS.md")
     git("commit", "-q", "-m", "results")
-    mark = {b: f"Refresh: `{report.COMMANDS[b + '.json']}`.**" for b in (peers, stier)}
+    mark = {b: f"Refresh: `{report.COMMANDS[b + '.json']}`.**" for b in (stier, zoo)}
+
+    def current(r: dict, *names: str) -> bool:
+        return all(f"{b}.json: current at" in r["status"] and mark[b] not in r["page"]
+                   for b in names)
+
+    def stale(r: dict, *names: str) -> bool:
+        return all(f"{b}.json: stale\n" in r["status"] and mark[b] in r["page"] for b in names)
 
     r = read()
-    assert f"{peers}.json: current at" in r["status"] and f"{stier}.json: current at" in r["status"]
-    assert mark[peers] not in r["page"] and mark[stier] not in r["page"]
-    assert r["page"] == r["doc"]
+    assert current(r, stier, zoo) and r["page"] == r["doc"]
+    assert "target: make bench-methods" in r["status"]  # what refreshes magnitude_stier.json
 
     # a benchmark's own file: its section only
-    with open(clone / "benchmarks" / f"{peers}.py", "a") as f:
-        f.write("# edited\n")
+    edit(f"benchmarks/{stier}.py")
     r = read()
-    assert (f"{peers}.json: stale\n" in r["status"]
-            and f"its source files changed since it ran: benchmarks/{peers}.py (changed)"
-            in r["status"])
-    assert f"{stier}.json: current at" in r["status"]
-    assert mark[peers] in r["page"] and mark[stier] not in r["page"]
+    assert stale(r, stier) and current(r, zoo)
+    assert f"its source files changed since it ran: benchmarks/{stier}.py (changed)" in r["status"]
     assert "**Stale: its source files changed since it ran. Refresh:" in r["page"]
     assert r["page"] != r["doc"]  # the committed page no longer renders: its test fails
-    git("checkout", "--", f"benchmarks/{peers}.py")
+    git("checkout", "--", f"benchmarks/{stier}.py")
 
-    # a file of the package: every section that ran it
-    with open(clone / "src" / "archlearn" / "io.py", "a") as f:
-        f.write("# edited\n")
+    # a file of the package that one run imported and the other did not
+    edit(splits)
     r = read()
-    for b in (peers, stier):
-        assert f"{b}.json: stale\n" in r["status"] and mark[b] in r["page"]
-    assert "src/archlearn/io.py (changed)" in r["status"]
+    assert stale(r, stier) and current(r, zoo)
+    assert f"{splits} (changed)" in r["status"]
+    git("checkout", "--", splits)
+    assert current(read(), stier, zoo)
+
+    # a file both runs imported: both sections
+    edit("src/archlearn/io.py")
+    r = read()
+    assert stale(r, stier, zoo) and "src/archlearn/io.py (changed)" in r["status"]
 
     # and that tree is dirty: a run refuses to write its results, unless told --allow-dirty
     done = python("-c", _WRITE, stier)
@@ -205,8 +224,10 @@ def test_a_source_edit_in_a_clone_marks_the_affected_sections_stale(tmp_path):
     assert "refusing to write" in done.stderr and "src/archlearn/io.py" in done.stderr
     done = python("-c", _WRITE, stier, **{ALLOW_DIRTY_ENV: "1"})
     assert done.returncode == 0, done.stderr
-    git("checkout", "--", "src/archlearn/io.py")
+    r = read()  # it ran the edited io.py, which is today's: current, with the note shown
+    assert current(r, stier) and stale(r, zoo)
+    assert "note: written with --allow-dirty from a tree with local changes" in r["status"]
+    assert "_Written with `--allow-dirty`" in r["page"]
+    git("checkout", "--", "src/archlearn/io.py")  # the edit it ran is gone: now it is stale
     r = read()
-    assert "written from a tree with local changes (--allow-dirty)" in r["status"]
-    assert f"{stier}.json: stale\n" in r["status"] and f"{peers}.json: current at" in r["status"]
-    assert "written from a tree with local changes (--allow-dirty)" in r["page"]
+    assert stale(r, stier) and current(r, zoo)

@@ -76,12 +76,14 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` as indented JSON, atomically (values JSON cannot hold become strings).
 
     Into a checkout's ``benchmarks/results/``, only from a clean tree or with ``--allow-dirty``
-    (``archlearn.provenance.check_results_write``).
+    (``archlearn.provenance.check_results_write``). The provenance blocks this process made
+    name the source files it has imported by now (``with_current_sources``), not only those it
+    had when the block was built.
     """
-    from archlearn.provenance import check_results_write
+    from archlearn.provenance import check_results_write, with_current_sources
 
     check_results_write(path)
-    return atomic_write(path, json.dumps(payload, indent=1, default=str))
+    return atomic_write(path, json.dumps(with_current_sources(payload), indent=1, default=str))
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -2,10 +2,11 @@
 
 Every results JSON carries this block, so a figure can be traced to the commit and command that
 wrote it, and a timing to the load on the machine when it was taken. The block also holds a hash
-of every source file the run used (all of ``archlearn`` and the benchmark modules it had
-imported), taken when ``archlearn.provenance`` was first imported, so a reader can tell whether
-today's files are still the ones that produced the figures (``changed_sources``), whichever
-commit the checkout says it is at.
+of each source file the run used: the ``archlearn`` modules and the benchmark modules (the
+script included) that the process had imported when it wrote the file, each hashed as it was
+when ``archlearn.provenance`` was first imported. A reader can then tell whether today's files
+are still the ones that produced the figures (``changed_sources``), whichever commit the checkout
+says it is at, and an edit to a module a run never imported leaves its result current.
 
 A results file under ``benchmarks/results/`` is written only from a clean checkout
 (``check_results_write``, called by ``archlearn.io.write_json``), unless the run was told
@@ -22,6 +23,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -90,39 +92,83 @@ def hash_files(base: str | os.PathLike, files: Iterable[str]) -> dict[str, str |
 _AT_START = hash_files(_BASE, [*package_files(_BASE), *_benchmark_files(_CHECKOUT)])
 
 
-def _loaded_benchmarks() -> list[str]:
-    """The benchmark modules (files under ``<checkout>/benchmarks``) this process imported, the
-    script run with ``python -m`` included."""
-    if _CHECKOUT is None:
-        return []
-    folder = _CHECKOUT / "benchmarks"
+# Which process's blocks ``with_current_sources`` may re-record: a block from another run (a part
+# of a merged file, a worker's) keeps the files its own process used.
+_RUN = f"{os.getpid()}-{time.time_ns()}"
+# ``scope`` of a source record listing only the files the run imported; a record without it
+# (written before) lists every file of the package, and a file added since makes it stale too.
+LOADED = "loaded"
+
+
+def loaded_files() -> list[str]:
+    """The source files this process imported: each module of ``archlearn`` and each benchmark
+    module (a ``*.py`` directly under ``<checkout>/benchmarks``, the script run with
+    ``python -m`` included), as sorted paths relative to the checkout.
+
+    >>> "src/archlearn/provenance.py" in loaded_files() or _CHECKOUT is None
+    True
+    """
+    folder = None if _CHECKOUT is None else _CHECKOUT / "benchmarks"
     out = set()
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
         if not file:
             continue
         path = Path(file).resolve()
-        if path.suffix == ".py" and path.parent == folder:
-            out.add(path.relative_to(_CHECKOUT).as_posix())
+        if path.suffix != ".py":
+            continue
+        if path.is_relative_to(_SOURCE) or (folder is not None and path.parent == folder):
+            out.add(path.relative_to(_BASE).as_posix())
     return sorted(out)
 
 
 def source_record() -> dict[str, Any]:
-    """``{"files": {path: hash}, "changed_during_run": [paths]}``: every file of archlearn and
-    every benchmark module loaded, hashed as they were when the run started; the paths whose
-    content differs now (edited, added or removed since the start)."""
-    files = [*package_files(_BASE), *_loaded_benchmarks()]
+    """``{"scope": "loaded", "run": id, "files": {path: hash}, "changed_during_run": [paths]}``:
+    every source file this process imported (``loaded_files``), hashed as it was when the run
+    started; the paths among them whose content differs now (edited or removed since)."""
+    files = loaded_files()
     recorded = {f: _AT_START[f] if f in _AT_START else file_hash(_BASE / f) for f in files}
     now = hash_files(_BASE, files)
-    started = {f for f in _AT_START if not f.startswith("benchmarks/")}
-    changed = {f for f in files if now[f] != recorded[f]} | (started ^ set(package_files(_BASE)))
-    return {"files": recorded, "changed_during_run": sorted(changed)}
+    changed = [f for f in files if now[f] != recorded[f]]
+    return {"scope": LOADED, "run": _RUN, "files": recorded, "changed_during_run": changed}
 
 
-def changed_sources(recorded: dict[str, str | None], base: str | os.PathLike) -> list[str]:
+def with_current_sources(payload: Any) -> Any:
+    """``payload`` with the source record of each provenance block this process made taken
+    again, now: a benchmark may build its block before the work that imports more modules,
+    and the file must name every module the run had loaded when it was written. Blocks of
+    other runs (a merged file's earlier parts) are left as they are; ``payload`` is not
+    modified (what changes is copied).
+
+    >>> block = provenance("c")
+    >>> block["sources"]["files"] = {}
+    >>> with_current_sources({"provenance": block})["provenance"]["sources"]["files"] != {}
+    True
+    """
+    def ours(block: Any) -> bool:
+        return isinstance(block, dict) and (block.get("sources") or {}).get("run") == _RUN
+
+    def refresh(block: dict) -> dict:
+        out = {**block, "sources": source_record()} if ours(block) else block
+        if isinstance(block.get("parts"), list):
+            out = {**out, "parts": [refresh(p) if isinstance(p, dict) else p
+                                    for p in block["parts"]]}
+        return out
+
+    if isinstance(payload, dict):
+        return {k: refresh(v) if k == "provenance" and isinstance(v, dict)
+                else with_current_sources(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [with_current_sources(v) for v in payload]
+    return payload
+
+
+def changed_sources(recorded: dict[str, str | None], base: str | os.PathLike,
+                    whole_package: bool = False) -> list[str]:
     """The recorded files whose content differs in the checkout ``base`` today (or that are gone
-    from it), and the archlearn files added to it since: each as ``"path (changed)"``,
-    ``"path (removed)"`` or ``"path (added)"``. Empty when the files are the ones the run used.
+    from it), each as ``"path (changed)"`` or ``"path (removed)"``; with ``whole_package`` (a
+    record of every file of the package, as written before ``loaded_files``) also the archlearn
+    files added since, as ``"path (added)"``. Empty when the files are the ones the run used.
 
     >>> import tempfile
     >>> base = Path(tempfile.mkdtemp()); (base / "src" / "archlearn").mkdir(parents=True)
@@ -137,8 +183,9 @@ def changed_sources(recorded: dict[str, str | None], base: str | os.PathLike) ->
     now = hash_files(base, recorded)
     out = [f"{f} ({'removed' if now[f] is None else 'changed'})"
            for f in recorded if now[f] != recorded[f]]
-    package = {f for f in recorded if not f.startswith("benchmarks/")}
-    out += [f"{f} (added)" for f in package_files(base) if f not in package]
+    if whole_package:
+        package = {f for f in recorded if not f.startswith("benchmarks/")}
+        out += [f"{f} (added)" for f in package_files(base) if f not in package]
     return out
 
 
