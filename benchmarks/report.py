@@ -268,6 +268,61 @@ def source(p: dict, timings: bool = False) -> str:
     return f"commit {git['commit'][:10]}{dirty}{busy}"
 
 
+def _data_text(data: Any) -> str:
+    """The data a run used, from its split record: name and the sizes of its splits."""
+    if not isinstance(data, dict):
+        return str(data) if data else "not recorded"
+    sizes = [f"{data[k]:,} {label}" for k, label in (("train", "train"), ("valid", "validation"),
+                                                      ("test", "test"))
+             if isinstance(data.get(k), int) and (data[k] or k != "valid")]
+    if not sizes and isinstance(data.get("sizes"), dict):
+        sizes = [f"{v:,} {k}" for k, v in data["sizes"].items() if isinstance(v, int)]
+    return f"{data.get('name', '?')}" + (f" ({' / '.join(sizes)})" if sizes else "")
+
+
+def setup(p: dict, seeds: int | str | None = None, epochs: Any = None,
+          figures: str = "figures on the test split", data: Any = None) -> str:
+    """The sentence every section states, from its provenance: seeds (and so n per row),
+    epochs, the data split and which split the figures are on. ``seeds`` and ``epochs``
+    override what the block records (a string says it in words); one seed is "n=1", with no
+    spread anywhere in the section.
+
+    >>> for part in setup({"seeds": 3, "epochs": 20, "data": {"name": "mnist5k",
+    ...         "train": 3500, "valid": 500, "test": 1000}}).strip().split("; "):
+    ...     print(part)
+    Setup: 3 seeds (n=3 per row unless the row says otherwise)
+    20 epochs
+    data mnist5k (3,500 train / 500 validation / 1,000 test)
+    figures on the test split.
+    >>> setup({"seed": 0, "epochs": 10, "data": "mnist5k"})[:52]
+    'Setup: one seed (seed 0; n=1 per row, no spread); 10'
+    """
+    n = seeds if seeds is not None else p.get("seeds")
+    if isinstance(n, list):
+        n = len(n)
+    if isinstance(n, str):
+        seeds_text = n
+    elif n is None or n == 1:
+        first = p.get("seed", p.get("first_seed"))
+        seeds_text = ("one seed (" + (f"seed {first}; " if first is not None else "")
+                      + "n=1 per row, no spread)")
+    else:
+        seeds_text = f"{n} seeds (n={n} per row unless the row says otherwise)"
+    e = epochs if epochs is not None else p.get("epochs")
+    if isinstance(e, dict):
+        epochs_text = ", ".join(f"{k}: {v}" for k, v in e.items()) + " epochs"
+    elif isinstance(e, (list, tuple)):
+        epochs_text = " and ".join(map(str, e)) + " epochs"
+    elif isinstance(e, str):
+        epochs_text = f"epochs {e}"
+    elif e is None:
+        epochs_text = "no training epochs"
+    else:
+        epochs_text = f"{e} epochs"
+    return (f"Setup: {seeds_text}; {epochs_text}; data "
+            f"{_data_text(data if data is not None else p.get('data'))}; {figures}.\n\n")
+
+
 def bayesopt_section(b: dict | None) -> str:
     """Optuna TPE against AL, selected on validation only (the JSON of benchmarks/paper.py)."""
     cmd = "python -m benchmarks.paper_experiments bayesopt"
@@ -280,6 +335,8 @@ def bayesopt_section(b: dict | None) -> str:
     p, summ = b["provenance"], b["summary"]
     d = p["data"]
     out.append(stale(b, "paper/bayesopt.json"))
+    out.append(setup(p, figures="every choice on the validation split, the test split read once "
+                                "per delivered model"))
     out.append(
         f"Command: `{p['command']}` ({source(p, timings=True)}). Data: mnist5k, "
         f"{d['train']:,} training, "
@@ -340,7 +397,12 @@ def core_demo() -> str:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     p = r["provenance"]
     out.append(stale(r, "core_demo.json"))
-    out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs, "
+    out.append(setup(p))
+    # the file records the job's command; what wrote it is the benchmark that runs the job
+    made_by = (f"python -m benchmarks.core_lenet --seeds {p['seeds']} --epochs {p['epochs']}"
+               if p["command"].startswith("archlearn run") else p["command"])
+    job = f", the job of `{p['command']}`" if made_by != p["command"] else ""
+    out.append(f"Command: `{made_by}`{job} ({source(p, timings=True)}; {p['epochs']} epochs, "
                f"{p['seeds']} seeds, "
                f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n")
     out.append("| row | architecture (seed 0) | params | MACs | accuracy % | latency ms (IQR) | "
@@ -388,6 +450,7 @@ def user_loop() -> str:
         return "".join(out) + _missing("python -m benchmarks.core_lenet")
     m = r["mean"]
     out.append(stale(r, "core_user_loop.json"))
+    out.append(setup(r["provenance"]))
     out.append(f"Command: `{r['provenance']['command']}` "
                f"({source(r['provenance'], timings=True)}).\n\n")
     out.append("| loop | mean params | mean accuracy % | seconds per epoch (median) |\n")
@@ -416,6 +479,7 @@ def peers() -> str:
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.peer_torch_pruning")
     out.append(stale(r, "peer_torch_pruning.json"))
+    out.append(setup(r["provenance"]))
     out.append(f"Command: `{r['provenance'].get('command', '')}` ({source(r['provenance'])}).\n\n")
     out.append("| method | target | mean params | mean accuracy % |\n|---|---|---|---|\n")
     groups: dict[tuple, list] = {}
@@ -447,6 +511,7 @@ def paper_section() -> str:
     else:
         p = t["provenance"]
         out.append(stale(t, "paper/table31.json"))
+        out.append(setup(p))
         out.append(f"Command: `{p['command']}` ({source(p)}; mean of {p['seeds']} seeds).\n\n")
         out.append("| setting | lambda3 | depth on fc | architecture (seed 0) | params | acc % "
                    "| from scratch % | paper arch | paper AL % | paper scratch % |\n")
@@ -467,6 +532,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} svd"))
     else:
         out.append(stale(s, "paper/svd.json"))
+        out.append(setup(s["provenance"]))
         out.append(f"Command: `{s['provenance']['command']}` ({source(s['provenance'])}; SVD "
                    "without fine-tuning, as in the paper).\n\n"
                    "| model | params | acc % |\n|---|---|---|\n")
@@ -480,6 +546,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} hyper"))
     else:
         out.append(stale(h, "paper/hyper.json"))
+        out.append(setup(h["provenance"]))
         out.append(f"Command: `{h['provenance']['command']}` ({source(h['provenance'])}).\n\n"
                    "| setting | architecture | params | acc % |\n"
                    "|---|---|---|---|\n")
@@ -493,6 +560,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} classes"))
     else:
         out.append(stale(c, "paper/classes.json"))
+        out.append(setup(c["provenance"]))
         out.append(f"Command: `{c['provenance']['command']}` ({source(c['provenance'])}). "
                    "Spearman correlation with the number of classes: "
                    f"fc units {c['spearman_fc_neurons']:.2f}, error "
@@ -508,6 +576,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} depth"))
     else:
         out.append(stale(d, "paper/depth.json"))
+        out.append(setup(d["provenance"]))
         out.append(f"Command: `{d['provenance']['command']}` ({source(d['provenance'])}). The "
                    "learned depth counts the weight layers of the "
                    "shrunk model (merged layers are gone for real).\n\n"
@@ -524,6 +593,7 @@ def paper_section() -> str:
         out.append(_missing(f"{cmd} pretrained"))
     else:
         out.append(stale(pre, "paper/pretrained.json"))
+        out.append(setup(pre["provenance"]))
         out.append(f"Command: `{pre['provenance']['command']}` ({source(pre['provenance'])}; "
                    "a trained LeNet-5, then "
                    f"{pre['provenance']['finetune_epochs']} epochs with gates).\n\n"
@@ -553,6 +623,11 @@ def structure_section() -> str:
         schedule = ("a one-cycle learning rate (10% warm-up, cosine to ~0)"
                     if b.get("anneal") else "a constant learning rate")
         out.append(stale(sp, "structure_prediction.json"))
+        out.append(setup(sp["provenance"], seeds=f"{b['repeats']} training seeds per graph, "
+                         f"accuracies averaged (n={2 * b['graphs_per_prior']} graphs per row)",
+                         epochs=b["epochs"], data=f"{b['strings']:,} Reber strings per graph "
+                         f"(tested on {b['test_strings']:,})",
+                         figures="R^2 of held-out graphs (5-fold cross-validation)"))
         out.append(f"Command: `{sp['provenance']['command']}` "
                    f"({source(sp['provenance'], timings=True)}). "
                    "Budget (scaled for 2 cores; the "
@@ -594,6 +669,11 @@ def structure_section() -> str:
             + (", one-cycle" if d["training"].get("anneal") else "")
             for n, d in gs["datasets"].items())
         out.append(stale(gs, "genetic_search.json"))
+        out.append(setup(prov, seeds=seeds, epochs={n: d["training"]["epochs"]
+                                                   for n, d in gs["datasets"].items()},
+                         data=", ".join(gs["datasets"]),
+                         figures="fitness on a validation split held out of training, the "
+                                 "best genome retrained and tested on the test split"))
         out.append(f"Command: `{prov['command']}` ({source(prov, timings=True)}). "
                    f"{budget['budget']} trained "
                    "networks per "

@@ -68,9 +68,10 @@ def compare_section(results: Path = RESULTS) -> str:
     if r is None:
         return "".join(out) + _missing(COMPARE_CMD)
     p = r["provenance"]
-    from benchmarks.report import source, stale
+    from benchmarks.report import setup, source, stale
 
     out.append(stale(r, "compare_methods.json"))
+    out.append(setup(p))
     out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs per "
                "row, mean of "
                f"{p['seeds']} "
@@ -137,9 +138,10 @@ def stier_section(results: Path = RESULTS) -> str:
     if r is None:
         return "".join(out) + _missing(STIER_CMD)
     p, d = r["provenance"], r["dense"]
-    from benchmarks.report import source, stale
+    from benchmarks.report import setup, source, stale
 
     out.append(stale(r, "magnitude_stier.json"))
+    out.append(setup(p, epochs=f"{p['epochs']} dense, then retraining as in each row"))
     out.append(f"Command: `{p['command']}` ({source(p)}; mean of {p['seeds']} seeds; "
                f"{p['optimizer']}, "
                f"{p['epochs']} dense epochs; mnist5k, {p['data']['train']:,} training images "
@@ -192,10 +194,11 @@ def settings_section(results: Path = RESULTS) -> str:
     out = ["\n## Each method's defaults and variants on digits\n\n"]
     if r is None:
         return "".join(out) + _missing("python -m benchmarks.method_settings")
-    from benchmarks.report import source, stale
+    from benchmarks.report import setup, source, stale
 
     p = r["provenance"]
     out.append(stale(r, "method_settings.json"))
+    out.append(setup(p))
     out.append(f"Command: `{p['command']}` ({source(p)}). " + _prose(p["protocol"]) + " Dense "
                "accuracy: " + "; ".join(
                    f"{'BatchNorm MLP' if bn else 'MLP'} "

@@ -26,7 +26,7 @@ def _seeds(p: dict) -> str:
 
 
 def section() -> str:
-    from benchmarks.report import source, stale
+    from benchmarks.report import setup, source, stale
 
     out = ["\n## all-MiniLM-L6-v2 shrunk, its sentence embeddings kept\n\n"]
     r = _load("minilm.json")
@@ -35,6 +35,8 @@ def section() -> str:
     p = r["provenance"]
     data = p["data"]
     out.append(stale(r, "minilm.json"))
+    out.append(setup(p, epochs=f"{p['steps']} distillation steps per model (no epochs)",
+                     figures="figures on the test sentences"))
     out.append(
         f"Command: `{p['command']}` ({source(p)}; the job `archlearn run minilm-distill` for "
         f"{_seeds(p)}; {p['steps']} distillation steps of {p['batch_size']} "

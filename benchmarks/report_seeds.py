@@ -36,8 +36,9 @@ def _row(name: str, runs: list[dict], summary: dict, arch: bool = True) -> str:
     # magnitude pruning keeps every layer's shape (its rows carry no architecture)
     shape = runs[0][name].get("architecture", "unstructured, dense shapes")
     first = f" {shape} |" if arch else ""
-    return (f"| {name} |{first} {nonzero:,.0f} | {shown} | "
-            f"{_pct(s['accuracy_mean'])} ({_pct(s['accuracy_std'])}) |\n")
+    # one seed has no spread to show (a standard deviation of 0.00 would claim one)
+    sd = f"({_pct(s['accuracy_std'])})" if len(runs) > 1 else "(n=1, no sd)"
+    return f"| {name} |{first} {nonzero:,.0f} | {shown} | {_pct(s['accuracy_mean'])} {sd} |\n"
 
 
 def _epochs(epochs: int | dict) -> str:
@@ -52,10 +53,11 @@ def switcher_section(results: Path = RESULTS) -> str:
     r = _load(results, "switcher.json")
     if r is None:
         return "".join(out) + _missing(SWITCHER_CMD)
-    from benchmarks.report import stale
+    from benchmarks.report import setup, stale
 
     p = r["provenance"]
     out.append(stale(r, "switcher.json"))
+    out.append(setup(p))
     out.append(
         f"Command: `{p['command']}` ({_epochs(p['epochs'])} epochs, mean of {p['seeds']} seeds, "
         f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n"
@@ -128,10 +130,14 @@ def diffsparse_section(results: Path = RESULTS) -> str:
     r = _load(results, "diffsparse.json")
     if r is None:
         return "".join(out) + _missing(DIFFSPARSE_CMD)
-    from benchmarks.report import stale
+    from benchmarks.report import setup, stale
 
     first = next(iter(r["experiments"].values()))["provenance"]
     out.append(stale(r, "diffsparse.json"))
+    for name, e in r["experiments"].items():
+        out.append(f"{name}: " + setup(e["provenance"], figures="`lam` chosen on a validation "
+                                                                 "split, figures on the test "
+                                                                 "split"))
     out.append(
         f"Command: `{first['command']}` ({first['epochs']} epochs, mean of {first['seeds']} "
         f"seeds, torch {first['torch']}, {first['machine']}).\n\n"

@@ -158,6 +158,9 @@ TARGETS: dict[str, list[Step]] = {
              "no timing recorded; 30 interleaved rounds per seed at batch 1 and 256"),
     ],
 }
+# every command of `make bench`, in order, the page rendered last
+STEPS: list[list[str]] = [[*s.args] for steps in TARGETS.values() for s in steps] + [
+    ["-m", "benchmarks.report"]]
 # results files that a resumable benchmark adds rows to: a refresh starts from an empty file
 RESUMABLE = ("budgets.json", "budgets_sweep.json")
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     for target in args.targets or TARGETS:
         run(target)
     if not args.targets:
-        subprocess.run([sys.executable, "-m", "benchmarks.report"], check=True)
+        subprocess.run([sys.executable, *STEPS[-1]], check=True)
 
 
 if __name__ == "__main__":

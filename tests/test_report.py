@@ -61,8 +61,8 @@ def test_budgets_section_marks_what_is_not_measured(tmp_path, monkeypatch):
         {"provenance": provenance, "epochs": 20, "rows": rows}))
     text = report_budgets.section()
     _filled(text)
-    assert "| 25% | tsrelu | 1 | 8-25-500 |" in text
-    assert "| 25% | l0 | 0 | not yet measured: `python -m benchmarks.budgets train --models " \
+    assert "| 25% | tsrelu | n=1 | 8-25-500 |" in text
+    assert "| 25% | l0 | n=0 | not yet measured: `python -m benchmarks.budgets train --models " \
            "lenet5 --methods l0` |" in text
     assert "not yet measured | not yet measured |" in text  # no latency JSON: untimed
     assert "Not run yet: `python -m benchmarks.budgets train --models resnet`" in text
