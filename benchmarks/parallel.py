@@ -21,16 +21,34 @@ from multiprocessing import get_context
 from typing import Any
 
 
+class _WithSources:
+    """``fn`` run in a worker, returning also the source files the worker imported: the
+    parent's results file then names them (``archlearn.provenance.absorb``)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> tuple[Any, dict[str, str | None]]:
+        from archlearn.provenance import worker_files
+
+        return self.fn(*args), worker_files()
+
+
 def completed(fn: Callable[..., Any], items: Iterable[Any], jobs: int,
               *args: Any) -> Iterator[tuple[Any, Any]]:
     """``(item, fn(item, *args))`` as each worker finishes, ``jobs`` processes at a time.
 
-    Spawned (not forked) workers: torch's thread pools do not survive a fork safely.
+    Spawned (not forked) workers: torch's thread pools do not survive a fork safely. The
+    modules each worker imported count as this run's sources (its results file hashes them).
     """
+    from archlearn.provenance import absorb
+
     with ProcessPoolExecutor(max_workers=max(jobs, 1), mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(fn, item, *args): item for item in items}
+        futures = {pool.submit(_WithSources(fn), item, *args): item for item in items}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            result, files = future.result()
+            absorb(files)
+            yield futures[future], result
 
 
 def cpu_seconds(start: float) -> float:

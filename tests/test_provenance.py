@@ -262,3 +262,23 @@ def test_budgets_merge_keeps_every_runs_provenance(checkout, tmp_path, monkeypat
     assert report.stale_reasons(joined, root=checkout) == ["no source hash recorded"]
     only_current = {**joined, "provenance": prov.merged(current), "commands": ["train tsrelu"]}
     assert report.stale_reasons(only_current, root=checkout) == []
+
+
+def test_modules_a_worker_imported_count_as_the_runs(monkeypatch):
+    import pkgutil
+    import sys
+
+    from benchmarks import parallel
+
+    monkeypatch.setattr(prov, "_WORKERS", {})
+    # a module of the package that this process has not imported: the worker imports it
+    name = next(m for m in ("archlearn.fidelity", "archlearn.metrics", "archlearn.runs",
+                            "archlearn.config", "archlearn.cli") if m not in sys.modules)
+    path = "src/" + name.replace(".", "/") + ".py"
+    assert path not in prov.source_record()["files"]
+    done = list(parallel.completed(pkgutil.resolve_name, [f"{name}:__name__"], 1))
+    assert done == [(f"{name}:__name__", name)]
+    record = prov.source_record()
+    assert record["files"][path] == prov.file_hash(report.ROOT / path)
+    assert path not in record["changed_during_run"]
+

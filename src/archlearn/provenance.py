@@ -122,14 +122,39 @@ def loaded_files() -> list[str]:
     return sorted(out)
 
 
+# Files that this run's worker processes imported ({path: hash as the worker found it}): a
+# module a worker imports lazily is not in this process's sys.modules, yet the run used it.
+_WORKERS: dict[str, str | None] = {}
+
+
+def worker_files() -> dict[str, str | None]:
+    """In a worker process: ``{path: hash}`` of the files it imported (``loaded_files``), as
+    they were when it started, for its parent to ``absorb``.
+
+    >>> "src/archlearn/provenance.py" in worker_files() or _CHECKOUT is None
+    True
+    """
+    return {f: _AT_START[f] if f in _AT_START else file_hash(_BASE / f) for f in loaded_files()}
+
+
+def absorb(files: dict[str, str | None]) -> None:
+    """In the parent: count the files a worker imported (``worker_files``) as this run's, so
+    the results file it writes names them too."""
+    for name, digest in files.items():
+        _WORKERS.setdefault(name, digest)
+
+
 def source_record() -> dict[str, Any]:
     """``{"scope": "loaded", "run": id, "files": {path: hash}, "changed_during_run": [paths]}``:
-    every source file this process imported (``loaded_files``), hashed as it was when the run
-    started; the paths among them whose content differs now (edited or removed since)."""
-    files = loaded_files()
-    recorded = {f: _AT_START[f] if f in _AT_START else file_hash(_BASE / f) for f in files}
+    every source file this process or its workers (``absorb``) imported, hashed as it was when
+    the run started; the paths among them whose content differs now (edited or removed
+    since), or that a worker found different from the parent."""
+    files = sorted({*loaded_files(), *_WORKERS})
+    recorded = {f: _AT_START[f] if f in _AT_START else _WORKERS.get(f) or file_hash(_BASE / f)
+                for f in files}
     now = hash_files(_BASE, files)
-    changed = [f for f in files if now[f] != recorded[f]]
+    changed = [f for f in files if now[f] != recorded[f]
+               or (f in _WORKERS and _WORKERS[f] != recorded[f])]
     return {"scope": LOADED, "run": _RUN, "files": recorded, "changed_during_run": changed}
 
 
