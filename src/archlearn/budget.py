@@ -33,6 +33,26 @@ table (``structure/latency_table.py``). How it is reached:
   how far the controller alone had come (``controller``) and where the model landed
   (``reached``). Then the gates freeze and the weights recover to the end of training.
 
+**CoFi's Lagrangian** (``attach(..., controller="lagrangian")``, Xia et al., 2022) replaces the
+multiplier for methods with an expected cost (l0: ``P(gate != 0)``; tsrelu: its binarized gates,
+straight through): the method's complexity term is switched off and the penalty gets
+``lambda1 (s - t) + lambda2 (s - t)^2``, ``s`` the expected cost as a fraction of the full
+model's (differentiable in the gates), ``t`` the target schedule's. The multipliers move by
+gradient *ascent* (Adam with ``maximize=True``, as CoFi's negative learning rate) after every
+step: ``lambda1`` rises while the cost is above the target and falls, below zero if need be,
+while it is under it, so the penalty pushes the cost *up* again instead of letting it collapse;
+``lambda2`` only grows and stiffens the pull toward ``t`` from both sides. Two changes of ours:
+a cost within 2% under the target counts as on it (the landing's tolerance; Adam would move
+the multipliers at full speed for a gap of 0.1%), and ``lambda1`` restarts from 0 where the
+cost crosses the target (anti-windup: it integrated the gap all the way down, and the gates'
+lag carried the cost 13% under the target while it unwound; with the restart, 4%: l0 on an MLP
+for digits, 40% of the MACs, ``tests/test_lagrangian.py``). A unit's gate then
+moves by its own balance of task gradient against ``lambda`` times what it costs, not all gates
+at the optimiser's rate.
+
+With ``attach(..., init=...)`` (learning from a decision, ``structure/start.py``) the target
+schedule starts from the cost of that decision instead of the full model's (``begin``).
+
 Measured (LeNet-5 and a residual CNN on mnist5k, 20 epochs, tsrelu): reading the decision
 extrapolated by the gates' recent velocities (to see removals before the gates cross) made the
 controller believe the residual CNN was on target while its gates only hovered, and the landing
@@ -63,6 +83,9 @@ REACH = 0.6  # the target reaches the budget at this fraction of the active phas
 GAIN = 16.0  # the multiplier's log can move by GAIN over the active phase at full error
 WINDOW = 0.05  # of the active phase: how far back the controller looks to see the cost fall
 LOG_LIMIT = 30.0
+LAGRANGIAN_LR = 1e-2  # Adam's step on CoFi's multipliers (CoFi's reg_learning_rate)
+BAND = 0.02  # under the target by at most this fraction of it counts as on it (as the landing)
+CONTROLLERS = ("multiplier", "lagrangian")
 
 
 def parse_budget(budget: Any) -> tuple[str, float]:
@@ -88,11 +111,12 @@ def parse_budget(budget: Any) -> tuple[str, float]:
 class BudgetController:
     """The target schedule, the multiplier and the landing for one budget.
 
-    ``start``/``freeze`` are the steps where the active phase begins and the gates freeze.
+    ``start``/``freeze`` are the steps where the active phase begins and the gates freeze;
+    ``begin`` the cost the target schedule starts from (default: the full model's).
     """
 
     def __init__(self, cost: CostModel, kind: str, value: float, start: float,
-                 freeze: float) -> None:
+                 freeze: float, begin: float | None = None) -> None:
         self.cost, self.kind, self.value = cost, kind, value
         target = value if value > 1 else value * cost.full
         if target >= cost.full:
@@ -101,6 +125,7 @@ class BudgetController:
         if target < minimum_cost(cost):  # said now, not at the freeze after hours of training
             raise ArchlearnError(below_minimum(cost, target))
         self.target = target
+        self.begin = cost.full if begin is None else min(max(begin, target), cost.full)
         self.start, self.freeze = start, freeze
         self.rate = GAIN / max(freeze - start, 1.0)
         # start where no unit is pushed harder than the unweighted default, so pruning follows
@@ -123,10 +148,10 @@ class BudgetController:
         return math.exp(self.log_multiplier)
 
     def target_at(self, t: float) -> float:
-        """The target cost at step ``t``: cubic from the full cost to the budget."""
+        """The target cost at step ``t``: cubic from ``begin`` (the full cost) to the budget."""
         reach = self.start + REACH * (self.freeze - self.start)
         p = min(max((t - self.start) / max(reach - self.start, 1.0), 0.0), 1.0)
-        return self.target + (self.cost.full - self.target) * (1.0 - p) ** 3
+        return self.target + (self.begin - self.target) * (1.0 - p) ** 3
 
     def update(self, t: float, alive: Sequence[torch.Tensor]) -> None:
         """One controller step: move the multiplier by the relative excess cost of ``alive``."""
@@ -179,4 +204,107 @@ class BudgetController:
                              maxlen=self.window + 1)
 
 
-__all__ = ["BUDGET_KINDS", "BudgetController", "parse_budget"]
+class Lagrangian(BudgetController):
+    """CoFi's Lagrangian as the budget's controller (see the module docstring).
+
+    The method's complexity strength is 0 (``multiplier``); :meth:`term` is added to the
+    penalty and :meth:`update` moves ``lambda1, lambda2`` by gradient ascent.
+
+    >>> from torch import nn
+    >>> from archlearn.structure.groups import find_groups
+    >>> from archlearn.structure.cost import build_cost
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> groups, _ = find_groups(net, (torch.zeros(1, 4),))
+    >>> lag = Lagrangian(build_cost(net, groups, (torch.zeros(1, 4),), "macs"), "macs", 0.5, 0, 10)
+    >>> lag.update(8, [torch.ones(8)])  # at the target's step, the cost is above it: lambda1 rises
+    >>> lag.lambdas[0].item() > 0, lag.multiplier
+    (True, 0.0)
+    """
+
+    def __init__(self, cost: CostModel, kind: str, value: float, start: float, freeze: float,
+                 begin: float | None = None, lr: float = LAGRANGIAN_LR) -> None:
+        super().__init__(cost, kind, value, start, freeze, begin)
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ArchlearnError(f"the lagrangian controller's lr must be a positive number, "
+                                 f"got {lr!r}")
+        self.lr = float(lr)
+        self.lambdas = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        self.optimizer = torch.optim.Adam([self.lambdas], lr=self.lr, maximize=True)
+        self.side = 0.0  # the sign of the last gap outside the band
+
+    @property
+    def multiplier(self) -> float:
+        return 0.0  # the method's own complexity term is off: the Lagrangian replaces it
+
+    def term(self, t: float, alive: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``lambda1 (s - t) + lambda2 (s - t)^2`` for the expected alive units ``alive``
+        (differentiable in them; on their device, float64)."""
+        like = alive[0]
+        s = self.cost.total([a.to("cpu") for a in alive]) / self.cost.full
+        gap = (s - self.target_at(t) / self.cost.full).to(like.device)
+        l1, l2 = self.lambdas.detach().to(like.device)
+        return l1 * gap + l2 * gap * gap
+
+    def update(self, t: float, alive: Sequence[torch.Tensor]) -> None:
+        """One ascent step on the multipliers: their gradients are ``s - t`` and ``(s - t)^2``."""
+        self.now = float(self.cost.total([a.detach().cpu() for a in alive]))
+        target = self.target_at(t)
+        gap = (self.now - target) / self.cost.full
+        if (1.0 - BAND) * target <= self.now <= target:
+            # within the landing's tolerance the multipliers hold (no step, not even Adam's
+            # momentum): a decision cannot sit exactly on the target, and Adam treats a gap of
+            # 0.1% like one of 30% (measured: at 0.397 for a target of 0.4, lambda1 fell to
+            # -0.6 in 60 steps and 17 units came back at once)
+            return
+        if gap * self.side < 0:
+            # anti-windup (ours): lambda1 integrated the gap all the way to the target, and
+            # the gates' lag carries the cost through it; at the crossing it starts again from 0
+            with torch.no_grad():
+                self.lambdas[0] = 0.0
+            self.optimizer.state.clear()
+        self.side = 1.0 if gap > 0 else -1.0
+        self.lambdas.grad = torch.tensor([gap, gap * gap], dtype=torch.float64)
+        self.optimizer.step()
+        self.lambdas.grad = None
+
+    def report(self) -> dict[str, Any]:
+        out = super().report()
+        out.update(controller_kind="lagrangian", lambda1=float(self.lambdas[0].detach()),
+                   lambda2=float(self.lambdas[1].detach()))
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "lambdas": self.lambdas.detach().clone(),
+                "lambda_optimizer": self.optimizer.state_dict(), "side": self.side}
+
+    def load(self, state: dict[str, Any]) -> None:
+        super().load(state)
+        with torch.no_grad():
+            self.lambdas.copy_(state["lambdas"])
+        self.optimizer.load_state_dict(state["lambda_optimizer"])
+        self.side = float(state["side"])
+
+
+def controller_for(spec: Any) -> tuple[str, dict[str, float]]:
+    """``(kind, settings)`` from ``attach``'s ``controller``: ``"multiplier"`` (the default),
+    ``"lagrangian"`` or ``{"kind": "lagrangian", "lr": 0.02}``.
+
+    >>> controller_for({"kind": "lagrangian", "lr": 0.02})
+    ('lagrangian', {'lr': 0.02})
+    """
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    if not isinstance(spec, dict) or spec.get("kind") not in CONTROLLERS:
+        raise ArchlearnError(f"controller must be one of {list(CONTROLLERS)} (or a dict with "
+                             f"'kind' and settings), got {spec!r}")
+    settings = {k: v for k, v in spec.items() if k != "kind"}
+    allowed = {"multiplier": set(), "lagrangian": {"lr"}}[spec["kind"]]
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ArchlearnError(f"the {spec['kind']} controller has no setting "
+                             f"{', '.join(map(repr, unknown))}; settings are {sorted(allowed)}")
+    return spec["kind"], settings
+
+
+__all__ = ["BUDGET_KINDS", "CONTROLLERS", "BudgetController", "Lagrangian", "controller_for",
+           "parse_budget"]

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from torch import nn
 
 import archlearn.methods  # noqa: F401  (fills the registry)
-from archlearn.budget import BudgetController, parse_budget
+from archlearn.budget import BudgetController, Lagrangian, controller_for, parse_budget
 from archlearn.errors import ArchlearnError
 from archlearn.methods.base import REGISTRY, Method, Options, parse_options
 from archlearn.structure.cost import KINDS, CostModel, build_cost
@@ -18,6 +18,7 @@ from archlearn.structure.graph import as_tuple
 from archlearn.structure.groups import Skipped, UnitGroup
 from archlearn.structure.measure import count_macs, count_nonzero, count_params
 from archlearn.structure.shrink import Decision, shrink
+from archlearn.structure.start import start_masks
 from archlearn.structure.verify import assert_same_outputs, gateable_groups
 from archlearn.structure.weight_gates import WeightGateHooks
 
@@ -244,6 +245,8 @@ def attach(
     ignore: list[str] | None = None,
     cost: str | None = None,
     budget: dict[str, float] | None = None,
+    controller: str | dict[str, Any] = "multiplier",
+    init: Any = None,
     **options: Any,
 ) -> Learner:
     """Attach a structure-learning method's gates to ``model`` (changed in place, hooks only).
@@ -252,7 +255,13 @@ def attach(
     "macs" | "latency") weights each unit's complexity term by what it costs (default: the
     budget's kind, else the method's own, "units" for tsrelu); ``budget`` (``{"macs": 0.25}``,
     ``{"params": 40000}``, ``{"latency": 0.5}``) is reached by the freeze, see
-    ``archlearn/budget.py``. Options are the method's hyper-parameters; unknown or
+    ``archlearn/budget.py``. ``controller`` is how the budget is reached: ``"multiplier"``
+    (the default) or ``"lagrangian"`` (CoFi's Lagrangian on the expected cost, l0 and tsrelu;
+    ``{"kind": "lagrangian", "lr": 0.02}`` sets its multipliers' learning rate). ``init``
+    starts the gates from a decision instead of all-on (a compressed model from
+    ``al.compress``, a ``Decided`` or ``{group name: keep mask}``, see
+    ``archlearn/structure/start.py``; l0 and tsrelu); a budget's target schedule then starts
+    from that decision's cost. Options are the method's hyper-parameters; unknown or
     out-of-range values raise :class:`ArchlearnError`.
 
     >>> import archlearn as al
@@ -275,7 +284,15 @@ def attach(
     if kind is not None and options.get("total_steps") is None:
         raise ArchlearnError("a budget needs total_steps (the number of learner.step() calls "
                              "in the run): the target is reached at the freeze, a fraction of it")
+    how, settings = controller_for(controller)
+    if how != "multiplier" and kind is None:
+        raise ArchlearnError(f"controller={how!r} drives the gates to a budget: give budget")
     opts = parse_options(method, options)
+    for hook, wanted, what in (("expected_alive", how == "lagrangian", "controller='lagrangian'"),
+                               ("set_gates", init is not None, "init")):
+        if wanted and not REGISTRY[method].supports(hook):
+            able = sorted(n for n, m in REGISTRY.items() if m.supports(hook))
+            raise ArchlearnError(f"{what} is not available for {method}; methods with it: {able}")
     if kind is not None:
         opts = _budget_schedule(method, opts, options)
     cost = cost or kind or REGISTRY[method].default_cost
@@ -290,17 +307,24 @@ def attach(
         return models[k]
 
     weights = None if cost == "units" else cost_model(cost)
-    controller = None
+    masks = None if init is None else start_masks(init, groups)
+    budgeted = None
     if kind is not None:
         if opts.freeze is None:
             raise ArchlearnError("a budget is reached at the freeze: give freeze (a fraction "
                                  "of total_steps), not None")
         assert opts.total_steps is not None and value is not None  # checked above
         start = opts.warmup * opts.total_steps
-        controller = BudgetController(cost_model(kind), kind, value, start,
-                                      opts.freeze * opts.total_steps)
+        # learning from a decision starts the target schedule at that decision's cost
+        begin = None if masks is None else float(cost_model(kind).total(masks))
+        freeze = opts.freeze * opts.total_steps
+        budgeted = (Lagrangian(cost_model(kind), kind, value, start, freeze, begin, **settings)
+                    if how == "lagrangian" else
+                    BudgetController(cost_model(kind), kind, value, start, freeze, begin))
     instance = REGISTRY[method](model, groups, opts)
-    instance.use_cost(weights, controller)
+    instance.use_cost(weights, budgeted)
+    if masks is not None:
+        instance.start_from(masks)
     return Learner(model, inputs, instance, groups, skipped)
 
 

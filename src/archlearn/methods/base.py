@@ -35,7 +35,12 @@ What the base owns, the same for every method:
   widths (recomputed after every active step); a method weights its per-unit complexity term
   with it. With a budget, :meth:`Method.strength` scales the method's complexity coefficient by
   the controller's multiplier (methods that do set ``controlled = True``), and at the freeze the
-  decision lands on the budget by :meth:`Method.unit_score`.
+  decision lands on the budget by :meth:`Method.unit_score`. With CoFi's Lagrangian as the
+  controller (``controller="lagrangian"``) the strength is 0 and :meth:`Method.penalty` adds
+  the Lagrangian of the expected cost, read from :meth:`Method.expected_alive`.
+* **A start from a decision** (``attach(..., init=...)``): :meth:`Method.start_from` sets the
+  gates through the method's :meth:`Method.set_gates` (units marked off at the method's off
+  state, the others at its usual start) and checks that the decision is the one given.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
-from archlearn.budget import BudgetController
+from archlearn.budget import BudgetController, Lagrangian
 from archlearn.errors import ArchlearnError
 from archlearn.structure.cost import CostModel
 from archlearn.structure.groups import Skipped, UnitGroup
@@ -299,6 +304,41 @@ class Method(ABC, Generic[O]):
         landing must choose; the default is the decision's scale magnitude."""
         return self.decision()[i].scale.detach().abs()
 
+    def expected_alive(self, i: int) -> torch.Tensor:
+        """How alive each unit of group ``i`` is in expectation, *differentiable* in the
+        structure parameters: CoFi's Lagrangian reads the expected cost from it. Methods that
+        support ``controller="lagrangian"`` override it (l0: ``P(gate != 0)``)."""
+        raise ArchlearnError(f"{self.name} has no expected cost of its gates: "
+                             "controller='lagrangian' needs one (l0, tsrelu)")
+
+    def set_gates(self, alive: list[torch.Tensor]) -> None:
+        """Set the structure parameters so that the decision keeps exactly the units where
+        ``alive[i]`` is 1 (marked off: the method's off state; kept: its usual start).
+        Methods that support ``attach(..., init=...)`` override it."""
+        raise ArchlearnError(f"{self.name} cannot start from a decision (init=...); "
+                             "methods that can: l0, tsrelu")
+
+    @classmethod
+    def supports(cls, hook: str) -> bool:
+        """Whether the method overrides the optional hook ``hook`` (``"expected_alive"`` or
+        ``"set_gates"``).
+
+        >>> from archlearn.methods.base import REGISTRY
+        >>> REGISTRY["l0"].supports("expected_alive"), REGISTRY["slimming"].supports("set_gates")
+        (True, False)
+        """
+        return getattr(cls, hook) is not getattr(Method, hook)
+
+    def start_from(self, alive: list[torch.Tensor]) -> None:
+        """Start learning from a decision: per group a 0/1 vector of the units to keep."""
+        self.set_gates([a.to(self.device, self.dtype) for a in alive])
+        for g, a, d in zip(self.groups, alive, self.decision()):
+            if not torch.equal((d.scale.detach().cpu() != 0), a.cpu() > 0):
+                raise ArchlearnError(f"{self.name} did not start from the decision given for "
+                                     f"{g.name}: this is a bug in archlearn, please report it")
+        if self.cost is not None:  # unit weights at the starting widths
+            self._refresh_weights([a.detach().cpu().to(torch.float64) for a in alive])
+
     # -- cost and budget ---------------------------------------------------------------------
     def use_cost(self, cost: CostModel | None, budget: BudgetController | None = None) -> None:
         """Weight units by ``cost`` and drive the complexity strength to ``budget``."""
@@ -407,10 +447,15 @@ class Method(ABC, Generic[O]):
         return self.decision()
 
     def penalty(self) -> torch.Tensor:
-        """The regularizer in the active phase, else 0."""
+        """The regularizer in the active phase (plus CoFi's Lagrangian under a budget that uses
+        it), else 0."""
         if self.phase != ACTIVE:
             return torch.zeros((), device=self.device, dtype=self.dtype)
-        return self.regularizer()
+        total = self.regularizer()
+        if isinstance(self.budget, Lagrangian):
+            alive = [self.expected_alive(i) for i in range(len(self.groups))]
+            total = total + self.budget.term(self.t, alive).to(total.dtype)
+        return total
 
     def after_step(self, update: bool = True) -> None:
         """One ``learner.step()``: update (when active and ``update``), advance, change phase."""

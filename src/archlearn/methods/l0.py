@@ -33,6 +33,11 @@ Design decisions (ours):
   ``lr`` and ``droprate_init`` (a larger ``lr`` prunes much more and costs accuracy; a larger
   ``droprate_init`` with it can empty whole layers). Measured: docs/RESULTS.md, "Each method's
   defaults and variants on digits" (``python -m benchmarks.method_settings``).
+* Started from a decision (``attach(..., init=...)``): kept units start at the usual
+  ``log_alpha``, units marked off where ``P(gate != 0)`` is the kept units' ``P(gate = 0)``
+  (the eval gate is 0, so the decision is the one given; a unit the task needs can come back).
+* With ``controller="lagrangian"`` the expected cost read by CoFi's Lagrangian is the
+  cost model's polynomial in ``P(gate != 0)`` (``expected_alive``).
 * The noise has its own generator (on the CPU, so a GPU run draws the same samples), seeded by
   ``seed`` or, by default, from torch's global RNG at ``attach``; its state is in the
   checkpoint, so a resumed run draws what the uninterrupted one would.
@@ -149,6 +154,21 @@ class L0(Method[L0Options]):
 
     def unit_score(self, i: int) -> torch.Tensor:
         return self.log_alpha[i].detach().clone()
+
+    def expected_alive(self, i: int) -> torch.Tensor:
+        return self.prob_nonzero(i)
+
+    def set_gates(self, alive: list[torch.Tensor]) -> None:
+        o = self.options
+        on = math.log((1 - o.droprate_init) / o.droprate_init)
+        # off: as sure to be 0 as kept units are to be non-zero, P(gate != 0) =
+        # sigmoid(log_alpha - beta log(-gamma/zeta)) mirrored, so the expected cost starts at
+        # the decision's (kept units alone overstate it by 2%, the budget's tolerance)
+        shift = o.beta * math.log(-o.gamma / o.zeta)
+        off = -(on - shift) + shift
+        with torch.no_grad():
+            for la, a in zip(self.log_alpha, alive):
+                la.copy_(torch.where(a > 0, torch.full_like(la, on), torch.full_like(la, off)))
 
     def soft_alive(self, i: int) -> torch.Tensor:
         # the budget's controller reads the expected cost (P(gate != 0) per unit), as CoFi's

@@ -32,6 +32,12 @@ Initialisation and schedule (our decisions, measured on LeNet/mnist5k: docs/RESU
   of ``total_steps``, never a fixed count): units near 0.5 otherwise flicker, and the net shrunk
   at the last step loses random units. The weights keep training after the freeze, which is the
   fine-tuning the paper gets from training on.
+* Started from a decision (``attach(..., init=...)``): kept units at ``init_width``, units
+  marked off as far below the threshold (``1 - init_width``, at most 0.4). A unit whose gate
+  is learned has a gradient through the straight-through binarizer even while off, so it can
+  come back.
+* With ``controller="lagrangian"`` the expected cost read by CoFi's Lagrangian is the cost of
+  the binarized gates, its gradient reaching ``w`` straight through, and ``lambda3`` is off.
 """
 
 from __future__ import annotations
@@ -147,6 +153,23 @@ class TSReLU(Method[TSReLUOptions]):
         with torch.no_grad():
             for p in self.parameters():
                 p.clamp_(0.0, 1.0)
+
+    def expected_alive(self, i: int) -> torch.Tensor:
+        w = self.w.get(i)
+        return self.full(self.groups[i].size, 1.0) if w is None else binarize(w)
+
+    def set_gates(self, alive: list[torch.Tensor]) -> None:
+        on = self.options.init_width
+        off = min(1.0 - on, 0.4)  # never nearer the threshold than 0.1
+        for i, (g, a) in enumerate(zip(self.groups, alive)):
+            w = self.w.get(i)
+            if w is None:
+                if not bool((a > 0).all()):
+                    raise ArchlearnError(f"tsrelu does not learn the width of {g.name} (option "
+                                         "width), so init cannot remove its units")
+                continue
+            with torch.no_grad():
+                w.copy_(torch.where(a > 0, torch.full_like(w, on), torch.full_like(w, off)))
 
     def unit_score(self, i: int) -> torch.Tensor:
         w = self.w.get(i)
