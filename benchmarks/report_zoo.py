@@ -12,6 +12,14 @@ def _seconds(t: dict) -> str:
     return f"{t['median']:.1f} ({t['min']:.1f}-{t['max']:.1f})"
 
 
+def _channels(share: dict) -> str:
+    """Removable channels gated (all channels in brackets); a results file written before the
+    removable share existed holds the share of all channels under ``channels``."""
+    if "channels_all" not in share:
+        return f"- ({100 * share['channels']:.0f}% of all)"
+    return f"{100 * share['channels']:.0f}% ({100 * share['channels_all']:.0f}% of all)"
+
+
 def section(path: Path = RESULTS) -> str:
     out = ["\n## Real architectures: what is gated, what is skipped and why\n\n"]
     if not path.exists():
@@ -29,13 +37,17 @@ def section(path: Path = RESULTS) -> str:
         f"torch {p['torch']}, transformers {p['transformers']}{libraries}, {p['machine']}). "
         "transformers' own model classes, timm's (`timm/...`) and torchvision's (`tv/...`) at "
         "their default sizes, random init (nothing downloaded), and the "
-        "pre-trained all-MiniLM-L6-v2; images 224x224, 128 tokens. *Gated*: the share of output "
-        "channels that are units of a gate group, and of the parameters and MACs in layers a "
-        "group can shrink. Attach includes tracing and the trial shrink that checks every group; "
-        "shrink is with about half of every group's units off. Seconds: median (range) of "
-        f"{p['repeats']} interleaved runs.\n\n")
-    out.append("| model | params | MACs | gated channels | gated params | gated MACs | "
-               "groups: channels / heads / blocks | attach s | shrink s |\n")
+        "pre-trained all-MiniLM-L6-v2; images 224x224, 128 tokens. *Gated channels*: the share "
+        "of *removable* output channels that are units of a gate group, i.e. of the output "
+        "channels of every layer except the model's output layers (a classifier's logits, a "
+        "pooler's outputs: the model's own outputs, which no structure learning can remove); "
+        "in brackets the share of all output channels, output layers included (older results "
+        "files have only this one). *Gated params/MACs*: the share of the parameters and MACs "
+        "in layers a group can shrink. Attach includes tracing and the trial shrink that "
+        "checks every group; shrink is with about half of every group's units off. Seconds: "
+        f"median (range) of {p['repeats']} interleaved runs.\n\n")
+    out.append("| model | params | MACs | gated removable channels | gated params | gated MACs | "
+               "groups: channels / heads / blocks / hidden | attach s | shrink s |\n")
     out.append("|---|---|---|---|---|---|---|---|---|\n")
     notes, refusals = [], []
     for name, row in r["models"].items():
@@ -46,8 +58,9 @@ def section(path: Path = RESULTS) -> str:
         s, g = row["share"], row["groups"]
         out.append(
             f"| {name} | {row['params'] / 1e6:.1f}M | {row['macs'] / 1e9:.2f}G | "
-            f"{100 * s['channels']:.0f}% | {100 * s['params']:.0f}% | {100 * s['macs']:.0f}% | "
-            f"{g.get('channels', 0)} / {g.get('heads', 0)} / {g.get('blocks', 0)} | "
+            f"{_channels(s)} | {100 * s['params']:.0f}% | {100 * s['macs']:.0f}% | "
+            f"{g.get('channels', 0)} / {g.get('heads', 0)} / {g.get('blocks', 0)} / "
+            f"{g.get('hidden', 0)} | "
             f"{_seconds(row['attach_s'])} | {_seconds(row['shrink_s'])} |\n")
         if row["skipped"]:
             reasons = "; ".join(f"{n}x {reason}" for reason, n in row["skipped"].items())

@@ -5,8 +5,10 @@ long attach and shrink take.
 
 transformers' own model classes from their default configs, the CNNs people take from timm and
 torchvision (``timm/...``, ``tv/...``: their default sizes; random init, nothing downloaded) and
-the pre-trained all-MiniLM-L6-v2. For each: the share of output channels, parameters and
-MACs in gated groups (``archlearn.structure.coverage``), the groups by kind, the skipped groups
+the pre-trained all-MiniLM-L6-v2. For each: the share of removable output channels (every
+layer's but the model's output layers': the model's own outputs cannot be removed) and of all
+output channels, parameters and MACs in gated groups (``archlearn.structure.coverage``), the
+groups by kind, the skipped groups
 grouped by reason, and the seconds of ``attach`` (tracing, head detection, the trial shrink)
 and of ``shrink`` with about half the units off -- each the median of ``--repeats`` runs,
 models interleaved, with the range. A model that is refused records its one error line.
@@ -137,7 +139,7 @@ def one_run(build, make_inputs) -> dict:
         "macs": count_macs(model, x),
         "groups": dict(Counter(g.kind for g in learner.groups)),
         "units": {k: sum(g.size for g in learner.groups if g.kind == k)
-                  for k in ("channels", "heads", "blocks")},
+                  for k in ("channels", "heads", "blocks", "hidden")},
         "skipped": dict(Counter(s.reason for s in learner.skipped)),
         "half_off_params": count_params(small),
     }

@@ -55,6 +55,44 @@ def test_masked_layer_norm_is_the_layer_norm_of_the_kept_dimensions():
     assert masked_layer_norm(x, torch.zeros(8, dtype=torch.bool), w, b, 1e-5).abs().max() == 0
 
 
+def test_masked_layer_norm_over_channels_first():
+    """timm's LayerNorm2d normalises dimension 1 of an NCHW tensor: masked the same way."""
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(2, 6, 3, 3, generator=gen), torch.randn(6, generator=gen),
+               torch.randn(6, generator=gen))
+    keep = torch.tensor([1, 2, 5])
+    mask = torch.zeros(6, dtype=torch.bool).index_fill(0, keep, True)
+    out = masked_layer_norm(x, mask, w, b, 1e-6, dim=1)
+    ref = nn.functional.layer_norm(x[:, keep].permute(0, 2, 3, 1), (3,), w[keep], b[keep],
+                                   1e-6).permute(0, 3, 1, 2)
+    assert torch.allclose(out[:, keep], ref, atol=1e-6) and out[:, ~mask].abs().max() == 0
+
+
+def test_layer_norm_weights_keep_their_order(tmp_path):
+    """Torch-Pruning's LayerNorm pruner sorts a copy of its kept indices: keeping these 17 of 40
+    dimensions it put the weight of dimension 39 between 11 and 13. Invisible with the initial
+    ones and zeros; with trained weights the shrunk model computed something else."""
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 40), nn.LayerNorm(40), nn.ReLU(), nn.Linear(40, 2))
+
+    x = torch.randn(4, 8)
+    model = build()
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-1, 1)
+    learner = al.attach(model, x, total_steps=10)
+    keep = [4, 6, 7, 8, 9, 10, 11, 13, 15, 17, 18, 19, 20, 22, 27, 31, 39]
+    with torch.no_grad():
+        learner.method.w[0].zero_()[keep] = 1.0
+    small = learner.shrink()
+    assert torch.equal(small[1].weight, model[1].weight[keep])
+    assert torch.equal(small[1].bias, model[1].bias[keep])
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(small.eval()(x), model(x), atol=1e-5)
+
+
 def test_padded_layer_norm_writes_the_full_width():
     ln = nn.LayerNorm(6)
     with torch.no_grad():

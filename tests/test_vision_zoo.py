@@ -5,7 +5,8 @@ pattern (one group all off), BatchNorm statistics recomputed, then the shrunk mo
 equal the gated model's and save/load rebuilds it on a fresh instance -- or is refused with one
 ``ArchlearnError`` naming the op. timm's norm-act layers (``F.batch_norm`` inside a BatchNorm2d
 subclass), Squeeze-Excite, hard-swish/SiLU, DenseNet's concatenations and RegNet's grouped
-convolutions are gated (at least 85% of the output channels).
+convolutions are gated (at least 85% of the removable output channels: all but the model's
+own outputs), ConvNeXt's channels-first residual streams too (at least 95%).
 """
 
 import pytest
@@ -48,12 +49,13 @@ ZOO = {
 }
 # refused models and the op their one error must name
 REFUSED = {"tv/shufflenet_v2_x0_5": "channel shuffle"}
-# at least this share of output channels gated (archlearn.structure.coverage)
+# at least this share of removable output channels gated (archlearn.structure.coverage)
 GATED = {name: 0.85 for name in [
     "timm/resnet18", "timm/resnet50", "timm/efficientnet_b0", "timm/mobilenetv3_large_100",
-    "timm/regnetx_002", "timm/regnety_004", "timm/densenet121"]}
+    "timm/regnetx_002", "timm/regnety_004", "timm/densenet121"]} | {"timm/convnext_atto": 0.95}
 # what must be gated (kinds of unit groups)
-KINDS = {"timm/regnetx_002": {"channels", "blocks"}, "timm/regnety_004": {"channels", "blocks"}}
+KINDS = {"timm/regnetx_002": {"channels", "blocks"}, "timm/regnety_004": {"channels", "blocks"},
+         "timm/convnext_atto": {"channels", "hidden"}}
 
 
 def build(name: str):
@@ -91,6 +93,63 @@ def test_model_shrinks_exactly(name, tmp_path):
     recalibrate_batchnorm(model, x)
     small = assert_shrinks_exactly(learner, lambda: build(name), x, tmp_path)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name,size,minimum", [("resnet18", 64, 0.85),
+                                               ("convnext_atto", 64, 0.95)])
+def test_coverage_leaves_out_the_1000_class_classifier(name, size, minimum):
+    """The 1000 logits are the model's own outputs: removable channels are the rest."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False)
+    learner = al.attach(model, torch.randn(1, 3, size, size), total_steps=10)
+    share = coverage(learner)
+    assert share["channels"] >= minimum, (share, learner.skipped)
+    assert share["channels_all"] < share["channels"]  # the classifier counted: below
+
+
+def _convnext(**kwargs):
+    """A small channels-first ConvNeXt (timm's convnext_atto layout, LayerNorm2d everywhere)."""
+    from timm.models.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    return ConvNeXt(depths=(2, 1, 1, 1), dims=(24, 32, 40, 48), conv_mlp=True, num_classes=5,
+                    **kwargs)
+
+
+def test_convnext_stages_are_hidden_streams(tmp_path):
+    """Each stage's residual stream is one hidden group: its LayerNorm2d's masked while gated,
+    sliced after, the layer scale ``gamma`` sliced with it, and the gated outputs are the
+    shrunk model's with trained-looking norms and layer scales (not ones and 1e-6)."""
+    from archlearn.structure.cost import build_cost
+    from archlearn.structure.measure import count_params
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = _convnext()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and ("norm" in name or "gamma" in name or "downsample.0" in name):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+    learner = al.attach(model, x, total_steps=10)
+    hidden = [g for g in learner.groups if g.kind == "hidden"]
+    assert [g.name for g in hidden] == ["stem.0"] + [f"stages.{i}.downsample.1"
+                                                     for i in (1, 2, 3)], learner.skipped
+    assert hidden[0].stream.norms == ["stages.0.blocks.0.norm", "stages.0.blocks.1.norm",
+                                      "stages.1.downsample.0", "stem.1"]
+    assert {"stages.0.blocks.0.gamma", "stages.0.blocks.1.gamma"} <= set(hidden[0].members)
+    assert hidden[3].stream.norms == ["head.norm", "stages.3.blocks.0.norm"]
+    assert not learner.skipped and coverage(learner)["channels"] == 1.0
+    random_gates(learner, torch.Generator().manual_seed(0), all_off=None)
+    scales = [learner.method.gate(i).detach() for i in range(len(learner.groups))]
+    kept = [int((s != 0).sum()) for s in scales]
+    small = assert_shrinks_exactly(learner, _convnext, x, tmp_path)
+    k0 = kept[learner.groups.index(hidden[0])]
+    assert 0 < k0 < 24 and small.stem[1].normalized_shape == (k0,)
+    assert small.stages[0].blocks[1].gamma.shape == (k0,)
+    assert small.stages[0].blocks[0].conv_dw.out_channels == k0
+    assert small.stages[1].downsample[1].in_channels == k0
+    params = build_cost(model, learner.groups, learner.inputs, "params").of(scales)
+    assert params == count_params(small)
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
@@ -145,4 +204,5 @@ def test_zoo_benchmark_covers_timm_and_torchvision(tmp_path):
         for name, row in rows.items()}}))
     text = report_zoo.section(out)
     assert "timm 1.0" in text and "| timm/efficientnet_b0 |" in text
+    assert "*removable* output channels" in text and "% of all)" in text
     assert "**tv/shufflenet_v2_x0_5** refused" in text

@@ -17,12 +17,12 @@ no group gates stays at 1. ``coef`` is what the layer costs at full width:
 Depthwise and grouped convolutions, whose every output channel reads a fixed number of input
 channels, are one factor ``f``; an attention module's own products (``q k^T``, ``p v``) scale
 with its heads. A residual stream's hidden dimensions (``stream.py``) scale every layer reading
-or writing the stream, the embedding tables' columns and the LayerNorms' entries like any
-other side. Everything else (layers on skipped groups, the input columns of layers reading a
-LayerNorm the model returns) is a constant. At full width the polynomial equals
-``count_macs``/``count_params`` exactly, and for
-any decision it equals the shrunk model's count (tests/test_cost.py checks both on convnets,
-MLPs, transformers' BERT/GPT-2/ViT/MobileNetV2).
+or writing the stream, the embedding tables' columns, the LayerNorms' entries and the entries
+of a free per-channel parameter (ConvNeXt's layer scale) like any other side. Everything
+else (layers on skipped groups, the input columns of layers reading a LayerNorm the model
+returns) is a constant. At full width the polynomial equals ``count_macs``/``count_params``
+exactly, and for any decision it equals the shrunk model's count (tests/test_cost.py checks
+both on convnets, MLPs, transformers' BERT/GPT-2/ViT/MobileNetV2).
 
 Because the polynomial is differentiable in the alive counts, a unit's *complexity weight* is
 ``d total / d alive_unit`` at the current widths: what removing it saves now. As in MorphNet
@@ -216,8 +216,12 @@ def _sides(model, groups, inputs) -> dict[tuple[str, str], Side]:
             if not (side == "in" and name in full):  # reads a returned, full-width LayerNorm
                 put((name, side), channels, units, i)
     out = {}
+    params = dict(model.named_parameters())
     for (name, side), slot in maps.items():
-        full = _width(model.get_submodule(name), side, len(slot))
+        if name in params:  # a free per-channel parameter of a stream (ConvNeXt's layer scale)
+            full = int(params[name].shape[0])
+        else:
+            full = _width(model.get_submodule(name), side, len(slot))
         by_group: dict[int, list[int]] = {}
         for c in sorted(slot):
             g, u = slot[c]
@@ -236,6 +240,9 @@ def _items(dg, root: nn.Module):
     for item in group:
         dep = item.dep
         module = dep.target.module
+        if isinstance(module, nn.Parameter) and module in dg._param_to_name:
+            yield dg._param_to_name[module], "out", list(item.idxs), list(item.root_idxs)
+            continue
         if not isinstance(module, nn.Module) or module not in dg._module2name:
             continue
         side = "out" if dg.is_out_channel_pruning_fn(dep.handler) else "in"
@@ -324,7 +331,9 @@ def _param_terms(model, sides, heads, blocks):
     for name, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
             n = float(p.numel())
-            fractions = _param_sides(name, module, pname, p, sides, heads, blocks)
+            free = sides.get((f"{name}.{pname}" if name else pname, "out"))
+            fractions = (free,) if free else _param_sides(name, module, pname, p, sides, heads,
+                                                          blocks)
             if fractions:
                 terms.append(Term(f"{name}.{pname}" if name else pname, n, fractions))
             else:

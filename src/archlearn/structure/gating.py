@@ -25,7 +25,7 @@ from archlearn.structure.attention import attention_forward
 from archlearn.structure.graph import layer
 from archlearn.structure.groups import GateSite, UnitGroup
 from archlearn.structure.handlers import handler_for
-from archlearn.structure.stream import masked_layer_norm
+from archlearn.structure.stream import masked_layer_norm, norm_dim
 
 UnitScale = Callable[[int], torch.Tensor]
 DepthScale = Callable[[int], "torch.Tensor | None"]
@@ -177,7 +177,8 @@ class HeadGate:
 
 class MaskedNorm:
     """Forward hook on a LayerNorm of a residual stream (``stream.py``): its output recomputed
-    with the statistics of the channels whose gate is not zero, and those gated off zero.
+    with the statistics of the channels whose gate is not zero, and those gated off zero (over
+    dimension 1 for a channels-first LayerNorm).
 
     The gate's values are not applied here (the stream's readers multiply by them); only which
     channels are on, exactly the LayerNorm that the shrunk model keeps.
@@ -204,8 +205,9 @@ class MaskedNorm:
         mask = torch.ones(module.normalized_shape[0], dtype=torch.bool, device=on.device)
         mask = mask.index_copy(0, self.channels, on.index_select(0, self.units))
         x = args[0]
+        dim = norm_dim(module) or -1  # 1: a channels-first LayerNorm (NCHW input)
         return masked_layer_norm(x, mask.to(x.device), module.weight, module.bias,
-                                 module.eps).to(out.dtype)
+                                 module.eps, dim).to(out.dtype)
 
 
 class DepthGate:

@@ -52,7 +52,13 @@ from archlearn.structure.ops import (
     op_name,
     op_problem,
 )
-from archlearn.structure.stream import StreamLayout, embedding_problem
+from archlearn.structure.stream import (
+    StreamLayout,
+    embedding_problem,
+    inside_norm,
+    norm_dim,
+    parameter_problem,
+)
 from archlearn.structure.stream import norm_problem as ln_problem
 
 _RELU_GRAD_FNS = ("ReluBackward0", "ReluBackward1")
@@ -123,6 +129,8 @@ class Skipped:
 
 
 def _name(dg: tp.DependencyGraph, module) -> str:
+    if isinstance(module, nn.Parameter) and module in dg._param_to_name:
+        return dg._param_to_name[module]  # a free parameter (ConvNeXt's layer scale)
     return dg._module2name.get(module, getattr(module, "name", None) or repr(module))
 
 
@@ -311,8 +319,11 @@ def _grouped_conv_inputs(dg, tp_groups) -> dict[nn.Module, nn.Module]:
 
 
 def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = None,
-                    channel_dim: int | None = None, stream: bool = False) -> str | None:
+                    channel_dim: int | None = None, stream: bool = False,
+                    internal: frozenset = frozenset()) -> str | None:
     node = dep.target
+    if node in internal:
+        return None  # inside a channels-first LayerNorm's forward, masked with it
     module = node.module
     name = _name(dg, module)
     side = "out" if dg.is_out_channel_pruning_fn(dep.handler) else "in"
@@ -326,6 +337,8 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
         return ln_problem(module)
     if stream and node.type == OPTYPE.EMBED:
         return embedding_problem(module)
+    if stream and node.type == OPTYPE.PARAMETER:
+        return parameter_problem(module, getattr(node, "pruning_dim", None))
     if stream and node.type == OPTYPE.OUTPUT:
         return None  # which LayerNorm the model returns: _returned_norms
     if isinstance(module, nn.Module) and node.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}:
@@ -337,11 +350,16 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
     return op_problem(node, channel_dim)
 
 
-def _channel_dim(dg, group) -> int | None:
+def _inside_norms(group) -> frozenset:
+    """The nodes computed inside the group's channels-first LayerNorms (``stream.py``)."""
+    return frozenset(n for d, _ in group for n in inside_norm(d.target))
+
+
+def _channel_dim(dg, group, internal: frozenset = frozenset()) -> int | None:
     """Where the group's channels sit in its activations, if every producer agrees and no
-    permute/transpose moves them."""
+    permute/transpose moves them (other than inside a channels-first LayerNorm)."""
     if any(d.target.type == OPTYPE.ELEMENTWISE and op_name(d.target.grad_fn) in LAYOUT
-           for d, _ in group):
+           and d.target not in internal for d, _ in group):
         return None
     dims = set()
     for dep, _ in group:
@@ -361,12 +379,15 @@ def _group_problem(dg: tp.DependencyGraph, group, ignored: set[str], claimed,
         if not stream and dg.is_out_channel_pruning_fn(dep.handler) and _is_output_node(
                 dep.target):
             return "output"
-    channel_dim = _channel_dim(dg, group)
+    internal = _inside_norms(group) if stream else frozenset()
+    channel_dim = _channel_dim(dg, group, internal)
     for dep, _ in group:
-        reason = _member_problem(dg, dep, ignored, claimed, grouped_ok, channel_dim, stream)
+        reason = _member_problem(dg, dep, ignored, claimed, grouped_ok, channel_dim, stream,
+                                 internal)
         if reason:
             return reason
-    names = {op_name(d.target.grad_fn) for d, _ in group if d.target.type == OPTYPE.ELEMENTWISE}
+    names = {op_name(d.target.grad_fn) for d, _ in group if d.target.type == OPTYPE.ELEMENTWISE
+             and d.target not in internal}
     if names & LAYOUT and any(d.target.type == OPTYPE.RESHAPE for d, _ in group):
         return ("its channels are reshaped and permuted (e.g. a channel shuffle), which cannot "
                 "be followed exactly")
@@ -406,16 +427,21 @@ def _gate_sites(dg: tp.DependencyGraph, group, per_unit: int = 1) -> list[GateSi
 def _stream_group(dg, root: nn.Module, group, ignored, claimed):
     """A residual stream behind LayerNorms as one group of hidden dimensions (``stream.py``).
 
-    Every member must be a layer with a handler, a LayerNorm over the stream's last dimension,
-    an embedding table or a per-channel op; no two members may share a weight (tied embeddings);
-    the model may return the stream only as a LayerNorm's output (kept at full width).
+    Every member must be a layer with a handler, a LayerNorm over the stream's channel
+    dimension (the last one, or dimension 1 of a channels-first LayerNorm after convolutions),
+    an embedding table, a per-channel free parameter or a per-channel op; no two members may
+    share a weight (tied embeddings); the model may return the stream only as a LayerNorm's
+    output (kept at full width).
     """
     name = dg._module2name[root]
     reason = _group_problem(dg, group, ignored, claimed, stream=True)
     if reason:
         return None, reason
-    if _channel_dim(dg, group) != -1:
-        return None, "does not hold its channels in the last dimension of every layer"
+    channel_dim = _channel_dim(dg, group, _inside_norms(group))
+    dims = {norm_dim(d.target.module) for d, _ in group if d.target.type == OPTYPE.LN}
+    if channel_dim is None or dims != {channel_dim}:
+        return None, ("does not hold its channels in the dimension every LayerNorm normalises "
+                      "(the last one, or the first after the batch for a channels-first one)")
     tied = _tied(dg, group)
     if tied:
         return None, tied

@@ -43,6 +43,9 @@ BATCH_NORM = frozenset({"NativeBatchNorm", "CudnnBatchNorm", "MiopenBatchNorm",
 REDUCTIONS = frozenset({"Mean", "Sum", "Amax", "Max"})
 # picking one position (BERT's pooler reads token 0): per channel unless it picks a channel
 SELECTS = frozenset({"Select"})
+# a view by explicit strides: per channel only as the restride of a pooled (N, C, 1, 1) tensor
+# (adaptive average pooling of a channels-last input, as in ConvNeXt's head; checked below)
+STRIDED = frozenset({"AsStrided"})
 LAYOUT = frozenset({"Permute", "Transpose"})
 RESHAPES = frozenset({"View", "Reshape", "ReshapeAlias", "UnsafeView"})
 
@@ -103,6 +106,8 @@ def op_problem(node, channel_dim: int | None = None) -> str | None:
         return _reduction_problem(node.grad_fn, name, channel_dim)
     if name in SELECTS:
         return _select_problem(node.grad_fn, channel_dim)
+    if name in STRIDED:
+        return _as_strided_problem(node.grad_fn, channel_dim)
     if name in BATCH_NORM:
         return _batch_norm_problem(node)
     if name not in PER_CHANNEL:
@@ -250,6 +255,25 @@ def _select_problem(grad_fn, channel_dim: int | None) -> str | None:
     dim = (dim - 2**64 if dim >= 2**63 else dim) % rank
     if dim in (channel_dim % rank, 0):
         return f"its channels pass through a Select of dimension {dim} of a rank-{rank} tensor"
+    return None
+
+
+def _as_strided_problem(grad_fn, channel_dim: int | None) -> str | None:
+    """An ``as_strided`` that only restrides a pooled ``(N, C, 1, ...)`` tensor: every other
+    dimension of size 1, channels at stride 1 and batch entries at stride C, so it reads the
+    dense result of a reduction in its own order (the same values at every index)."""
+    size = getattr(grad_fn, "_saved_size", None)
+    stride = getattr(grad_fn, "_saved_stride", None)
+    offset = getattr(grad_fn, "_saved_storage_offset", None)
+    why = "its channels pass through an as_strided view that may reorder them"
+    if size is None or stride is None or channel_dim is None or offset not in (None, 0):
+        return why
+    rank = len(size)
+    c = channel_dim % rank
+    if c == 0 or any(n != 1 for i, n in enumerate(size) if i not in (0, c)):
+        return why
+    if (stride[c] != 1 and size[c] != 1) or (stride[0] != size[c] and size[0] != 1):
+        return why
     return None
 
 

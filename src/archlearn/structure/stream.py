@@ -15,6 +15,14 @@ the stream where layers read it (as for every other group, ``groups.py``), so it
 into the readers' columns. A dimension gated off may still carry values in the un-normalised
 stream (a residual sum), but only masked LayerNorms and gated readers ever see them.
 
+ConvNeXt keeps its channels first (NCHW) and normalises them with timm's ``LayerNorm2d``
+(``F.layer_norm`` over dimension 1, by permuting to channels-last and back); its blocks scale
+their output by a layer-scale vector ``gamma`` (a free parameter, one entry per channel) before
+the residual add, and each stage, ended by a LayerNorm2d and a strided convolution, is a stream
+of its own. Such a LayerNorm is masked over dimension 1 (:func:`norm_dim`), the permutes and the
+layer norm inside its forward belong to it (:func:`inside_norm`), and a one-dimensional free
+parameter of the stream loses the entries of the removed dimensions with it.
+
 A LayerNorm whose output the model returns (BERT's ``last_hidden_state``, a sentence embedding)
 keeps the model's output width: in the shrunk model it becomes a :class:`PaddedLayerNorm`, which
 normalises the kept dimensions and writes them into a zero tensor of the full width (equal to
@@ -29,6 +37,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch_pruning.ops import OPTYPE
+
+from archlearn.structure.ops import op_name
 
 
 @dataclass
@@ -50,9 +61,67 @@ class StreamLayout:
                 "padded": list(self.padded), "full_readers": list(self.full_readers)}
 
 
+# LayerNorm subclasses (by defining module and name, so the core package needs no timm import)
+# whose own forward is exactly F.layer_norm over the last dimension, or over dimension 1 of an
+# NCHW tensor permuted to channels-last and back
+_CHANNELS_LAST = frozenset({("timm.layers.norm", "LayerNorm")})
+_CHANNELS_FIRST = frozenset({("timm.layers.norm", "LayerNorm2d")})
+
+
+def norm_dim(module: Any) -> int | None:
+    """The input dimension a stream's LayerNorm normalises: -1 (``nn.LayerNorm``, timm's
+    ``LayerNorm``), 1 (timm's channels-first ``LayerNorm2d``), or None (any other forward).
+
+    >>> norm_dim(nn.LayerNorm(4)), norm_dim(nn.BatchNorm1d(4))
+    (-1, None)
+    """
+    if not isinstance(module, nn.LayerNorm) or len(module.normalized_shape) != 1:
+        return None
+    owner = next(c for c in type(module).__mro__ if "forward" in vars(c))  # whose forward runs
+    if owner is nn.LayerNorm or (owner.__module__, owner.__qualname__) in _CHANNELS_LAST:
+        return -1
+    if (owner.__module__, owner.__qualname__) in _CHANNELS_FIRST:
+        return 1
+    return None
+
+
+def inside_norm(node: Any) -> list[Any]:
+    """The permute and layer-norm nodes computed inside a channels-first LayerNorm's own forward
+    (``permute -> layer_norm -> permute``, the last one being the module's node), or ``[]``.
+
+    They carry the channels within the LayerNorm, which is masked as a whole: its input permute
+    is no layout change of the group and its layer norm no op between layers.
+    """
+    if node.type != OPTYPE.LN or norm_dim(node.module) != 1:
+        return []
+    inner, current = [], node
+    for expected in ("NativeLayerNorm", "Permute"):
+        if len(current.inputs) != 1:
+            return []
+        current = current.inputs[0]
+        if current.type != OPTYPE.ELEMENTWISE or op_name(current.grad_fn) != expected or len(
+                current.outputs) != 1:
+            return []
+        inner.append(current)
+    return inner
+
+
+def parameter_problem(param: Any, pruning_dim: int | None) -> str | None:
+    """Why a free parameter on a stream cannot lose the removed dimensions' entries, or None.
+
+    A one-dimensional parameter with one entry per hidden dimension (ConvNeXt's layer scale
+    ``gamma``) multiplies or shifts each dimension on its own; the trial shrink checks its use.
+    """
+    if isinstance(param, torch.Tensor) and param.dim() == 1 and pruning_dim in (0, -1):
+        return None
+    shape = tuple(param.shape) if isinstance(param, torch.Tensor) else "?"
+    return (f"contains a free parameter of shape {shape} used outside any layer, which is "
+            "not known to act on each hidden dimension on its own")
+
+
 def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None,
-                      bias: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """LayerNorm over the last dimension's entries where ``mask`` is true; zero elsewhere.
+                      bias: torch.Tensor | None, eps: float, dim: int = -1) -> torch.Tensor:
+    """LayerNorm over dimension ``dim``'s entries where ``mask`` is true; zero elsewhere.
 
     >>> x = torch.tensor([[1.0, 2.0, 100.0, 3.0]])
     >>> mask = torch.tensor([True, True, False, True])
@@ -62,6 +131,8 @@ def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor 
     >>> masked_layer_norm(x, mask, None, None, 0.0)[0, 2].item()
     0.0
     """
+    if dim % x.dim() != x.dim() - 1:  # channels first: normalise them as the last dimension
+        return masked_layer_norm(x.movedim(dim, -1), mask, weight, bias, eps).movedim(-1, dim)
     m = mask.to(x.dtype)
     n = m.sum().clamp(min=1.0)
     mean = (x * m).sum(-1, keepdim=True) / n
@@ -77,11 +148,12 @@ def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor 
 
 def norm_problem(module: Any) -> str | None:
     """Why a LayerNorm cannot be masked exactly, or None."""
-    if not isinstance(module, nn.LayerNorm) or type(module).forward is not nn.LayerNorm.forward:
-        return (f"contains a {type(module).__name__}, a LayerNorm whose own forward is not "
-                "nn.LayerNorm's (e.g. a channels-first LayerNorm), which is not masked")
-    if len(module.normalized_shape) != 1:
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
         return "contains a LayerNorm over more than one dimension"
+    if norm_dim(module) is None:
+        return (f"contains a {type(module).__name__}, a LayerNorm whose own forward is neither "
+                "nn.LayerNorm's nor a known channels-first LayerNorm's (timm's LayerNorm2d), "
+                "which is not masked")
     return None
 
 
@@ -165,11 +237,49 @@ def prune_stream(model: nn.Module, step: dict, dg: Any) -> None:
                 if module is norm:
                     off = {int(i) for i in idxs}
                     kept[name] = [c for c in range(widths[name]) if c not in off]
-            dep(idxs)
+            if isinstance(module, nn.Parameter):
+                _prune_parameter(model, dg, dep, idxs)
+            elif dep.target.type == OPTYPE.LN:
+                _prune_norm(module, idxs)
+            else:
+                dep(idxs)
     for name, norm in padded.items():
         keep = kept.get(name, list(range(widths[name])))
         set_module(model, name, PaddedLayerNorm.keeping(norm, keep, widths[name]))
 
 
-__all__ = ["PaddedLayerNorm", "StreamLayout", "embedding_problem", "masked_layer_norm",
-           "norm_problem", "prune_stream"]
+def _prune_norm(norm: Any, idxs: Any) -> None:
+    """Remove entries ``idxs`` of a LayerNorm over one dimension, keeping the rest in order.
+
+    Not Torch-Pruning's ``LayernormPruner``: it calls ``keep_idxs.sort()`` on a tensor, which
+    sorts a copy, so its kept indices come in a set's order (for 40 channels with 23 removed,
+    channel 39 lands between 11 and 13) and the weights are shuffled; unnoticed while they are
+    the initial ones and zeros.
+    """
+    off = {int(i) for i in idxs}
+    keep = torch.tensor([c for c in range(int(norm.normalized_shape[0])) if c not in off],
+                        dtype=torch.long)
+    with torch.no_grad():
+        for attr in ("weight", "bias"):
+            p = getattr(norm, attr, None)
+            if p is not None:
+                setattr(norm, attr, nn.Parameter(p.index_select(0, keep.to(p.device)),
+                                                 requires_grad=p.requires_grad))
+    norm.normalized_shape = (len(keep),)
+
+
+def _prune_parameter(model: nn.Module, dg: Any, dep: Any, idxs: Any) -> None:
+    """A free parameter's pruning returns a new parameter: put it where the old one was (as
+    Torch-Pruning's ``Group.prune`` does) and keep the graph's records pointing at it."""
+    old = dep.target.module
+    name = dg._param_to_name.pop(old)
+    new = dep(idxs)
+    owner, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(owner) if owner else model, attr, new)
+    dg._param_to_name[new] = name
+    dg.module2node[new] = dg.module2node.pop(old)
+    dg.module2node[new].module = new
+
+
+__all__ = ["PaddedLayerNorm", "StreamLayout", "embedding_problem", "inside_norm",
+           "masked_layer_norm", "norm_dim", "norm_problem", "parameter_problem", "prune_stream"]

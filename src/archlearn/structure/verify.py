@@ -75,8 +75,25 @@ def _pattern(group: UnitGroup, gen: torch.Generator) -> Decision:
     return Decision(scale=keep.float() * (0.5 + torch.rand(n, generator=gen)))
 
 
+def _unmask_init(model: nn.Module, gen: torch.Generator) -> None:
+    """Give every constant one-dimensional parameter random entries (in the trial's copy).
+
+    At initialisation, norm weights are ones, biases zeros and ConvNeXt's layer scale is 1e-6
+    everywhere: a shrink that shuffles or drops such entries, or a block whose output is
+    scaled by 1e-6, reproduces the gated outputs whatever it does. Random entries (around 1,
+    or around 0 for zeros) make a wrong mapping show; a trained model is left as it is.
+    """
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() != 1 or p.numel() < 2 or not bool((p == p[0]).all()):
+                continue
+            noise = torch.rand(p.shape, generator=gen).to(p)
+            p.copy_(noise - 0.5 if float(p[0]) == 0.0 else noise + 0.5)
+
+
 def _trial(model, groups, decisions, inputs) -> str | None:
     work = copy.deepcopy(model)
+    _unmask_init(work, torch.Generator().manual_seed(1))
     hooks = GateHooks(work, list(groups), lambda i: decisions[i].scale, lambda i: None)
     try:
         gated = outputs(work, inputs)
