@@ -31,12 +31,14 @@ split is read once per trained model.
 
     python -m benchmarks.switcher --seeds 3 --epochs 30
     python -m benchmarks.switcher --seeds 3 --epochs 4 6 --jobs 2   # the committed run (CPU)
+    python -m benchmarks.switcher --profile-epochs 3 --tasks lenet5   # seconds per epoch only
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -133,6 +135,39 @@ def run_task(name: str, seeds: int, epochs: int, rows: list[str]) -> dict:
             "summary": common.summarise(runs, {row: f"magnitude @ {row}" for row in rows})}
 
 
+PROFILED = ("dense", "switcher", "channels-last")
+
+
+def profile_epochs(name: str, row: str, repeats: int, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` epochs each of: the dense net (the same loop, no learner: what a
+    switcher epoch cannot go below), a switcher epoch of ``row``, and the same with
+    ``channels_last=True`` (faster, but its sums run in another order: not the same outputs,
+    so it is not the default). Interleaved epoch by epoch, so a busy machine slows all
+    three alike; the switchers train from the first step (no warm-up), one long switcher epoch
+    timed a data epoch at a time."""
+    task = TASKS[name]
+    splits = data.load("mnist5k", flatten=task["flatten"])
+    steps = len(splits.train) // 64 + bool(len(splits.train) % 64)
+    nets, learners = {}, {}
+    for kind in PROFILED:  # the same initial weights and switchers for each
+        torch.manual_seed(seed)
+        nets[kind] = task["make"]()
+        if kind != "dense":
+            learners[kind] = al.attach(
+                nets[kind], splits.train.tensors[0][:1], method="switcher",
+                steps_per_epoch=steps * (repeats + 1), start="switcher",
+                channels_last=kind == "channels-last", **ROWS[row])
+    seconds: dict[str, list[float]] = {kind: [] for kind in PROFILED}
+    for epoch in range(repeats):
+        for kind in PROFILED:
+            start = time.perf_counter()
+            common.train(nets[kind], splits.train, 1, seed + epoch, SCHEDULE,
+                         learner=learners.get(kind))
+            seconds[kind].append(time.perf_counter() - start)
+    assert all(m.method.switching for m in learners.values())  # every timed step trained them
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_allow_dirty(parser)
@@ -144,8 +179,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="tasks run in this many processes at once (one thread each)")
     parser.add_argument("--out", type=Path, default=RESULTS / "switcher.json")
+    parser.add_argument("--profile-epochs", type=int, default=0, metavar="N",
+                        help="only time N switcher epochs per task and row (beside a dense "
+                        "epoch and channels-last U-Nets, interleaved) and print the medians")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # 2 shared cores
+    if args.profile_epochs:
+        for name in args.tasks:
+            for row in args.rows:
+                seconds = profile_epochs(name, row, args.profile_epochs)
+                medians = ", ".join(f"{kind} {statistics.median(s):.2f}"
+                                    for kind, s in seconds.items())
+                print(f"{name} / {row}: seconds per epoch, median of {args.profile_epochs}: "
+                      f"{medians}", flush=True)
+        return
     line = common.command("benchmarks.switcher", argv)
     if len(args.epochs) not in (1, len(args.tasks)):
         parser.error("--epochs takes one number, or one per task")

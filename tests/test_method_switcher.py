@@ -360,3 +360,28 @@ def test_a_gradient_spike_in_a_switcher_epoch_does_not_kill_the_network(seed):
     accuracy, on = _spiked_run(seed)
     assert accuracy > 0.6
     assert min(on.values()) > 0.2, on
+
+
+@pytest.mark.parametrize("variant", ["neurons", "connections"])
+def test_channels_last_computes_the_same_gates_up_to_the_order_of_sums(variant):
+    """``channels_last`` is opt-in: the default keeps the bits (the test above); the layout
+    changes only the order of the convolutions' sums, so the gates of one pass agree closely
+    and every meta-network weight is stored channels-last."""
+    gates = {}
+    for layout in (False, True):
+        torch.manual_seed(0)
+        model = models.lenet5(widths=(4, 6, 12))
+        learner = al.attach(model, torch.zeros(1, 1, 28, 28), method="switcher",
+                            steps_per_epoch=1, variant=variant, channels_last=layout,
+                            **SMALL_UNET)
+        m = learner.method
+        assert isinstance(m, Switcher)
+        convs = [p for net in m.nets.values() for p in net.parameters() if p.dim() == 4]
+        layouts = {p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                   for p in convs if p.shape[1] > 1 and p.shape[2:].numel() > 1}
+        assert layouts == {layout}  # 1x1 or one-channel kernels are laid out alike in both
+        model.train()
+        with torch.no_grad():
+            gates[layout] = {k: m._scales(k, True) for k in m.nets}
+    for key, gate in gates[False].items():
+        torch.testing.assert_close(gates[True][key], gate, rtol=1e-4, atol=1e-4)

@@ -52,9 +52,18 @@ The meta-networks are in ``switcher_nets.py``. Design decisions (ours):
   ``learner.step()`` is called, so one evaluation serves every consumer of a group and every
   forward of a step (eval mode without autograd caches the same way). The results are the
   same to the bit (a test compares with the uncached path, ``_reference``). A switcher epoch
-  is bound by the U-Net's forward and backward on the largest map (LeNet-5's fc1: 800x500,
-  about 3 GMAC forward); channels-last halves its forward but, summing in another order,
-  changes its output by 1e-4 in one pass (after 17 BatchNorms), so it is not used.
+  has no such slack: the switchers change at every step, each is evaluated once a step (one
+  forward a step), and all of them learn, so every step runs each U-Net's forward and
+  backward. Those are arithmetic, bound by the convolutions on the largest map (LeNet-5's fc1:
+  800x500, about 3 GMAC forward; a whole step of ``connections`` on LeNet-5 is 21 GFLOP, 2/3 of
+  it convolutions' backward); what is not (pooling, concatenation, ReLU, mode switches) is a
+  fifth of a step at most, and the same bits forbid another kernel or summation order. Timed
+  with ``python -m benchmarks.switcher --profile-epochs 3`` (one thread, a shared machine):
+  an epoch of ``neurons`` costs twice a dense epoch on LeNet-5 (2.2 s against 1.1 s), of
+  ``connections`` 28 s (LeNet-5) and 15 s (LeNet-300-100). ``channels_last=True`` runs the
+  U-Nets in that layout: 1.4-1.5x faster on ``connections``, 5-10% on ``neurons``; but its
+  sums run in another order, the gates of one pass move by up to 2e-4 (3 of LeNet-5 fc1's
+  400,000 cross zero) and trajectories drift apart within steps, so it is not the default.
 * Groups of one unit and maps of one value are not gated (BatchNorm needs two values), nor
   attention heads (no reader for them); `architecture()["skipped"]` lists each with its reason.
 * The gates are unbounded (a ReLU): the switcher learns to amplify some weights, up to about 20
@@ -144,6 +153,10 @@ class SwitcherOptions(Options):
     stats: Literal["batch", "running"] = Field(
         "batch", description="switchers' BatchNorm in eval: the weight map's own statistics, "
         "or running averages (the code)"
+    )
+    channels_last: bool = Field(
+        False, description="run the meta-networks in channels-last layout: faster, but not the "
+        "same sums (outputs differ from the default's in the last bits, then drift)"
     )
 
     @model_validator(mode="after")
@@ -241,6 +254,21 @@ def _final_bn(net: nn.Module) -> nn.modules.batchnorm._BatchNorm:
     return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][-1]
 
 
+def _set_mode(net: nn.Module, train: bool) -> None:
+    """``net.train(train)``, skipped when ``net`` is in that mode already (every call walks the
+    whole U-Net: about 5% of a switcher step of a small net)."""
+    if net.training != train:
+        net.train(train)
+
+
+def _channels_last(net: nn.Module) -> None:
+    """Conv kernels in channels-last layout; the convolutions compute in their weights' layout
+    (``Method.to`` keeps it: tensors move with ``preserve_format``)."""
+    for p in net.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+
+
 def _batch_statistics(net: nn.Module) -> None:
     """BatchNorms that normalise with the statistics of their input, in eval mode too."""
     for m in net.modules():
@@ -274,6 +302,8 @@ class Switcher(Method[SwitcherOptions]):
                 _final_bn(net.net).bias.fill_(options.init_bias)
             if options.stats == "batch":
                 _batch_statistics(net)
+            if options.channels_last:
+                _channels_last(net)
             self.nets[key] = self.new_module(key, net)
         if not self.nets:
             raise ArchlearnError(
@@ -375,17 +405,17 @@ class Switcher(Method[SwitcherOptions]):
         """
         net = self.nets[key]
         if self._needs_graph(train):
-            net.train(train)
+            _set_mode(net, train)
             return net(self.model, self.options.weights_grad)
         if train and (self._reference or self.options.stats == "running"):
             with torch.no_grad():
-                net.train(True)
+                _set_mode(net, True)
                 return net(self.model)
         stamp = (train, self.t, self._versions(key))
         hit = self._cache.get(key)
         if hit is None or hit[0] != stamp:
             with torch.no_grad():
-                net.train(train)
+                _set_mode(net, train)
                 self._cache[key] = (stamp, net(self.model))
         return self._cache[key][1]
 
@@ -425,7 +455,7 @@ class Switcher(Method[SwitcherOptions]):
     def _eval_scales(self, key: str) -> torch.Tensor:
         was = self.nets[key].training
         scale = self._scales(key, train=False).clone()
-        self.nets[key].train(was)
+        _set_mode(self.nets[key], was)
         return scale
 
     def decision(self) -> list[Decision]:
