@@ -93,7 +93,8 @@ def test_job_writes_the_table_figures(job_run):
 
     saved = json.loads((out / "results.json").read_text())
     rows = saved["runs"][0]["rows"]
-    assert set(rows) == {"original", "archlearn", "first-1-layers", "torch-pruning"}
+    assert set(rows) == {"original", "archlearn", "archlearn-int8", "first-1-layers",
+                         "torch-pruning"}
     full = rows["original"]["macs"]
     assert rows["original"]["cosine"] == pytest.approx(1.0)
     assert rows["original"]["topk_agreement"] == 1.0
@@ -108,6 +109,7 @@ def test_job_writes_the_table_figures(job_run):
     assert "heads" in saved["runs"][0]["history"][-1]
     text = table(results)
     assert "archlearn" in text and "torch-pruning" in text and "cosine" in text
+    _int8_row_beside(rows, "archlearn", results["models"][0])
 
 
 def test_saved_models_reload_to_identical_outputs(job_run):
@@ -128,7 +130,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
                  ["lenet-mnist", "--steps", "10"],  # lenet-mnist takes a budget, not steps
                  ["minilm-distill", "--calibration", "64"],  # calibration needs --oneshot
                  ["minilm-distill", "--oneshot", "--steps", "10"],  # oneshot trains nothing
-                 ["minilm-distill", "--oneshot", "--calibration", "0"]):
+                 ["minilm-distill", "--oneshot", "--calibration", "0"],
+                 ["minilm-distill", "--model-dir", str(tmp_path / "missing")],
+                 ["lenet-mnist", "--model-dir", str(tmp_path)]):  # lenet-mnist takes no model
         r = subprocess.run([str(command), "run", *args, "--out", str(out)], capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 2, (args, r.stderr)
@@ -143,7 +147,7 @@ def test_oneshot_compresses_without_training(oneshot_run):
     saved = json.loads((out / "results.json").read_text())
     run = saved["runs"][0]
     rows = run["rows"]
-    assert set(rows) == {"original", "oneshot", "torch-pruning"}
+    assert set(rows) == {"original", "oneshot", "oneshot-int8", "torch-pruning"}
     full = rows["original"]["macs"]
     # the default one-shot budget, met within 2% under it; Torch-Pruning brought to its MACs
     assert saved["provenance"]["budget"] == {"macs": 0.5} and saved["provenance"]["oneshot"]
@@ -164,6 +168,20 @@ def test_oneshot_compresses_without_training(oneshot_run):
     text = table(results)
     assert "oneshot" in text and "torch-pruning" in text and "al.compress reached" in text
     _reloads_identically(out, results, ("oneshot", "torch-pruning"))
+    _int8_row_beside(rows, "oneshot", results["models"][0])
+
+
+def _int8_row_beside(rows, name, models):
+    """The int8 row: the float model's shape and MACs, its own fidelity and latency, not saved;
+    its Linear layers are int8 and it computes nearly what the float model computes."""
+    row, base = rows[name + "-int8"], rows[name]
+    assert row["int8"] and "saved" not in row
+    assert (row["macs"], row["heads"], row["ffn"]) == (base["macs"], base["heads"], base["ffn"])
+    assert row["latency"]["b32x128"]["median_ms"] > 0 and row["latency"]["b1x128"]["speedup"] > 0
+    assert abs(row["cosine"] - base["cosine"]) < 0.05, (row["cosine"], base["cosine"])
+    quantized = models[name + "-int8"]
+    assert not any(type(m) is torch.nn.Linear for m in quantized.modules())
+    assert any(type(m) is torch.nn.Linear for m in models[name].modules())
 
 
 def test_oneshot_bad_settings_fail_before_any_work(tmp_path):
@@ -177,3 +195,37 @@ def test_oneshot_bad_settings_fail_before_any_work(tmp_path):
             minilm_distill.run(tmp_path / "o", teacher=object(), tokenizer=object(),
                                progress=False, **settings)
         assert not (tmp_path / "o").exists()
+
+
+def test_any_local_bert_encoder_folder_replaces_minilm(tiny, tmp_path):
+    """``model_dir``: a folder with config.json, model.safetensors and tokenizer.json (here a
+    tiny random BERT of another width) is the teacher the job compresses."""
+    from archlearn.jobs import minilm_distill
+    from archlearn.models.pretrained import load_encoder_dir
+
+    out, text, tokenizer, _, _ = tiny
+    config = T.BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=48,
+                          num_hidden_layers=2, num_attention_heads=3, intermediate_size=96,
+                          max_position_embeddings=128)
+    with seeded(1):
+        encoder = T.BertModel(config)
+    folder = tmp_path / "my-encoder"
+    encoder.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    results = minilm_distill.run(tmp_path / "run", dataset="text-file", path=str(text),
+                                 model_dir=str(folder), oneshot=True, torch_pruning=False,
+                                 latency_rounds=1, progress=False, command="test")
+    rows = results["runs"][0]["rows"]
+    assert rows["original"]["params"] == sum(p.numel() for p in encoder.parameters())
+    assert rows["original"]["heads"] == [3, 3] and rows["oneshot"]["macs"] < rows[
+        "original"]["macs"]
+    assert results["provenance"]["model"] == "my-encoder"
+    assert minilm_distill.table(results).startswith("my-encoder compressed one-shot")
+    # a folder that is not a BERT encoder is one clear error, before any work
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    with pytest.raises(al.ArchlearnError, match="holds a 'gpt2' model"):
+        load_encoder_dir(folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(al.ArchlearnError, match="lacks tokenizer.json"):
+        minilm_distill.run(tmp_path / "bad", model_dir=str(folder), progress=False)
+    assert not (tmp_path / "bad").exists()

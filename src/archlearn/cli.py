@@ -67,6 +67,11 @@ def run(
         int | None, typer.Option(help="train sentences to calibrate --oneshot on, drawn with "
                                  "the seed (minilm-distill; default 512)")
     ] = None,
+    model_dir: Annotated[
+        str | None, typer.Option("--model-dir", help="a local BERT sentence encoder's folder "
+                                 "(config.json, model.safetensors, tokenizer.json) instead of "
+                                 "all-MiniLM-L6-v2 (minilm-distill)")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
@@ -87,7 +92,7 @@ def run(
         raw = {"job": job, "out": out, "seeds": seeds, "epochs": epochs, "data_path": data_path,
                "method": method, "options": _options(option or []),
                "budget": _options([budget]) if budget else None, "steps": steps,
-               "oneshot": oneshot or None, "calibration": calibration}
+               "oneshot": oneshot or None, "calibration": calibration, "model_dir": model_dir}
         cfg = validate_run_config({k: v for k, v in raw.items() if v is not None})
     from archlearn.jobs import job as find_job
 
@@ -96,9 +101,11 @@ def run(
     settings = {"seeds": cfg.seeds, "epochs": cfg.epochs, "dataset": cfg.data,
                 "path": cfg.data_path, "progress": not quiet, "options": cfg.options,
                 "method": cfg.method, "command": command, "budget": cfg.budget,
-                "steps": cfg.steps, "oneshot": cfg.oneshot, "calibration": cfg.calibration}
+                "steps": cfg.steps, "oneshot": cfg.oneshot, "calibration": cfg.calibration,
+                "model_dir": cfg.model_dir}
     accepted = inspect.signature(module.run).parameters
-    refused = sorted(k for k in ("epochs", "budget", "steps", "oneshot", "calibration")
+    refused = sorted(k for k in ("epochs", "budget", "steps", "oneshot", "calibration",
+                                 "model_dir")
                      if k in cfg.model_fields_set and k not in accepted)
     if refused:
         raise ArchlearnError(f"job {cfg.job!r} takes no {', '.join(refused)}")

@@ -41,6 +41,7 @@ class RunConfig(BaseModel):
     steps: int | None = Field(None, ge=1, le=1_000_000)
     oneshot: bool = False
     calibration: int | None = Field(None, ge=1, le=1_000_000)
+    model_dir: str | None = None
 
     @field_validator("job")
     @classmethod

@@ -85,3 +85,41 @@ def load_tokenizer(cache: str | os.PathLike | None = None):
         raise ArchlearnError("the MiniLM tokenizer needs tokenizers: pip install "
                              "'archlearn[hf]'") from None
     return Tokenizer.from_file(str(minilm_dir(cache) / "tokenizer.json"))
+
+
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def load_encoder_dir(folder: str | os.PathLike, attn_implementation: str = "sdpa"):
+    """A local BERT sentence encoder and its tokenizer: ``(BertModel, Tokenizer)`` from a folder
+    with ``config.json`` (``model_type`` "bert"), ``model.safetensors`` and ``tokenizer.json``
+    (what ``save_pretrained`` and a tokenizer's ``save`` write; no download, no pickle).
+
+    >>> model, tokenizer = load_encoder_dir("my-encoder/")  # doctest: +SKIP
+    """
+    import json
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise ArchlearnError(f"model folder {path} does not exist")
+    missing = [f for f in ENCODER_FILES if not (path / f).is_file()]
+    if missing:
+        raise ArchlearnError(f"model folder {path} lacks {', '.join(missing)} (a BERT sentence "
+                             f"encoder's folder holds {', '.join(ENCODER_FILES)})")
+    try:
+        kind = json.loads((path / "config.json").read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise ArchlearnError(f"{path / 'config.json'} is not a JSON object: {exc}") from None
+    if kind != "bert":
+        raise ArchlearnError(f"{path} holds a {kind!r} model; this takes BERT encoders "
+                             "(config.json model_type 'bert')")
+    torchvision_importable()  # transformers imports torchvision where it is installed
+    try:
+        from tokenizers import Tokenizer
+        from transformers import BertModel
+    except ImportError:
+        raise ArchlearnError("loading a BERT encoder needs transformers and tokenizers: pip "
+                             "install 'archlearn[hf]'") from None
+    model = BertModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+                                      attn_implementation=attn_implementation)
+    return model, Tokenizer.from_file(str(path / "tokenizer.json"))

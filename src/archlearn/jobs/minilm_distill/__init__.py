@@ -12,7 +12,9 @@ For each seed:
    128-token sentence, which measured about 2.1x faster at batch 32 x 128 on this CPU), is
    distilled from the frozen original (:func:`archlearn.distill`: cosine of the mean-pooled
    embedding, plus hidden states layer by layer) for ``steps`` batches, is shrunk and saved
-   (``models/archlearn``: safetensors + recipe + config.json).
+   (``models/archlearn``: safetensors + recipe + config.json). Its dynamic int8 version
+   (``archlearn-int8``: the shrunk model's Linear layers in int8, ``evaluate.int8``) is
+   evaluated beside it, not saved.
 3. **Baselines**, distilled with the same batches, steps, loss and schedule
    (``training.py``): the first ``k`` layers for each ``k`` in ``truncate`` (default 3 and 4),
    Torch-Pruning's heads/FFN pruning at archlearn's MACs (``baselines.py``), and the
@@ -26,7 +28,11 @@ With ``oneshot=True`` (``archlearn run minilm-distill --oneshot``) nothing is tr
 teacher is compressed by ``al.compress`` on ``calibration`` (default 512) train sentences, at
 ``budget`` (default ``{"macs": 0.5}``), and compared with the original and Torch-Pruning at the
 same MACs, neither distilled (``one_shot.py``; rows ``original``, ``oneshot``,
-``torch-pruning``).
+``oneshot-int8``, ``torch-pruning``).
+
+``model_dir`` (``--model-dir DIR``) replaces all-MiniLM-L6-v2 by any local BERT sentence
+encoder: a folder with ``config.json`` (``model_type`` "bert"), ``model.safetensors`` and
+``tokenizer.json`` (:func:`archlearn.models.pretrained.load_encoder_dir`).
 
 Every saved model reloads with ``al.load(dir, model=BertModel(BertConfig.from_json_file(
 dir / "config.json")))`` (the recipe replays on a fresh original; a truncated model's config
@@ -70,6 +76,7 @@ DEFAULT_STEPS = 800
 BATCH_SIZE = 32
 HIDDEN_WEIGHT = 1.0
 EXAMPLE_TOKENS = 128  # MACs are counted for one sentence of this many tokens
+INT8 = "-int8"  # the row of a model's dynamic int8 version: its name and this
 
 
 def run(
@@ -94,6 +101,7 @@ def run(
     tokenizer=None,
     oneshot: bool = False,
     calibration: int | None = None,
+    model_dir: str | None = None,
 ) -> dict[str, Any]:
     """Run the job for seeds ``first_seed`` .. ``first_seed + seeds - 1``; write
     ``results.json`` and the models under ``out``.
@@ -102,7 +110,8 @@ def run(
     tiny random BERT); the teacher must be a transformers ``BertModel``. ``steps`` defaults to
     :data:`DEFAULT_STEPS`. ``oneshot``: compress the teacher with ``al.compress`` on
     ``calibration`` train sentences (default 512) instead of distilling (no ``steps``, no method
-    options; ``budget`` defaults to ``{"macs": 0.5}``; no truncation rows).
+    options; ``budget`` defaults to ``{"macs": 0.5}``; no truncation rows). ``model_dir``: a
+    local BERT sentence encoder's folder instead of all-MiniLM-L6-v2 (see the module docstring).
     """
     start = time.perf_counter()
     if oneshot:
@@ -124,6 +133,14 @@ def run(
                              f"file (--data-path); got data {dataset!r} with path {path!r}")
     if steps < 1:
         raise ArchlearnError(f"steps must be >= 1, got {steps}")
+    model_name = "all-MiniLM-L6-v2"
+    if model_dir is not None:
+        from archlearn.models.pretrained import load_encoder_dir
+
+        if teacher is not None or tokenizer is not None:
+            raise ArchlearnError("give model_dir or teacher and tokenizer, not both")
+        teacher, tokenizer = load_encoder_dir(model_dir)  # checked before the data is read
+        model_name = Path(model_dir).name
     splits = load_text(path)
     if teacher is None:
         from archlearn.models.pretrained import load_minilm
@@ -164,6 +181,7 @@ def run(
          "options": options or {}, "budget": budget, "hidden_weight": HIDDEN_WEIGHT})
     results = {
         "provenance": provenance(command, data=splits.record(), seeds=seeds, **settings,
+                                 model=model_name, model_dir=model_dir,
                                  sentence_tokens_mean=statistics.fmean(
                                      len(r) for r in rows["train"])),
         "runs": runs,
@@ -206,6 +224,7 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
     small = learner.shrink().eval()
     learner.detach()
     models["archlearn"] = small
+    models["archlearn" + INT8] = evaluate.int8(small)
     target = count_macs(small, example)
 
     for k in truncate:
@@ -226,16 +245,10 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
         models["torch-pruning"] = pruned
     seconds["training"] = {k: v["seconds"] for k, v in training.items()}
 
-    rows_out = {}
-    for name, model in models.items():
-        model.eval()
-        row = evaluate.describe(model, example)
-        row.update(evaluate.fidelity(model, rows["test"], teacher_test))
+    rows_out = evaluate_rows(models, out, example, rows["test"], teacher_test)
+    for name, row in rows_out.items():
         if name in training:
             row["final_loss"] = training[name]["history"][-1]["embedding"]
-        if name != "original":
-            row["saved"] = str(_save(model, out / "models" / name))
-        rows_out[name] = row
     t2 = time.perf_counter()
     timing = evaluate.latency(models, rounds=latency_rounds, threads=threads)
     seconds["latency"] = time.perf_counter() - t2
@@ -244,6 +257,28 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
     seconds["total"] = time.perf_counter() - t0
     return {"seed": seed, "rows": rows_out, "architecture": _jsonable(architecture),
             "history": training["archlearn"]["history"], "seconds": seconds}, models
+
+
+def evaluate_rows(models: dict[str, nn.Module], out: Path, example: torch.Tensor,
+                  test_rows, teacher_test: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Per model: shape, size and MACs, fidelity on the test sentences, and where it was saved.
+
+    An int8 model (``NAME-int8``) has the shape and MACs of the float model it quantizes
+    (counted on that one: the packed int8 weights are no parameters, and MACs count the same
+    multiply-accumulates) and is not saved (``al.save`` stores float weights).
+    """
+    rows_out = {}
+    for name, model in models.items():
+        model.eval()
+        source = name.removesuffix(INT8)
+        row = evaluate.describe(models[source], example)
+        if source != name:
+            row["int8"] = True
+        row.update(evaluate.fidelity(model, test_rows, teacher_test))
+        if name != "original" and source == name:
+            row["saved"] = str(_save(model, out / "models" / name))
+        rows_out[name] = row
+    return rows_out
 
 
 def _copy(model: nn.Module) -> nn.Module:
@@ -287,16 +322,17 @@ def table(results: dict[str, Any]) -> str:
     full_macs = first["original"]["macs"]
     split = (f"{sizes['train']} train / {sizes['valid']} valid / {sizes['test']} test "
              f"sentences")
+    model = p.get("model", "all-MiniLM-L6-v2")
     if p.get("oneshot"):
         lines = [
-            f"all-MiniLM-L6-v2 compressed one-shot by al.compress, no training: "
+            f"{model} compressed one-shot by al.compress, no training: "
             f"{results['runs'][0]['calibration']['sentences']} calibration sentences of "
             f"{data['name']} ({split}), budget {p['budget']}, torch-pruning at its MACs "
             f"undistilled, mean of {p['seeds']} seed(s)",
         ]
     else:
         lines = [
-            f"all-MiniLM-L6-v2 distilled on {data['name']} ({split}), {p['steps']} steps, "
+            f"{model} distilled on {data['name']} ({split}), {p['steps']} steps, "
             f"method {p['method']}, budget {p['budget']}, mean of {p['seeds']} seed(s)",
         ]
     head = (f"{'model':<16}{'heads per layer':<20}{'FFN per layer':<32}{'params':>8}"
@@ -317,7 +353,8 @@ def table(results: dict[str, Any]) -> str:
         f"MACs of one 128-token sentence (100% = {full_macs / 1e6:,.1f} M); latency: median of "
         f"{timed['rounds']} interleaved rounds, {timed['threads']} threads (load average "
         f"{p['load_average_1min']} at the start); speed-up at 32x128 against the original; "
-        f"cosine and top-10 neighbour agreement with the teacher on the test sentences")
+        f"cosine and top-10 neighbour agreement with the teacher on the test sentences; "
+        f"{INT8.removeprefix('-')}: the model above with dynamic int8 Linear layers")
     if p.get("oneshot"):
         report = results["runs"][0]["compress"]
         lines.append(

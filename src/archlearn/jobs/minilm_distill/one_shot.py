@@ -12,7 +12,9 @@ Nothing is trained; for each seed:
    reached, widths per layer, the re-fit rows, the seconds) goes into ``results.json``.
 3. **torch-pruning.** Torch-Pruning's heads and FFN neurons (``baselines.py``) at the oneshot
    model's MACs, removed by :func:`archlearn.models.bert.keeping`; no distillation either.
-4. **Figures** as in the distillation job (``evaluate.py``): shape, parameters, MACs, fidelity
+4. **oneshot-int8**: the oneshot model with dynamic int8 Linear layers (``evaluate.int8``),
+   evaluated, not saved.
+5. **Figures** as in the distillation job (``evaluate.py``): shape, parameters, MACs, fidelity
    to the teacher on the test sentences, interleaved CPU latency.
 """
 
@@ -67,7 +69,7 @@ def one_seed(out: Path, seed: int, teacher: Any, rows: dict[str, list[list[int]]
              calibration: int, torch_pruning: bool, latency_rounds: int, threads: int,
              progress: bool) -> tuple[dict[str, Any], dict[str, nn.Module]]:
     """One calibration draw: the oneshot and Torch-Pruning rows beside the original."""
-    from archlearn.jobs.minilm_distill import _save
+    from archlearn.jobs.minilm_distill import INT8, evaluate_rows
 
     t0 = time.perf_counter()
     batches, picked = calibration_sentences(rows["train"], seed, calibration)
@@ -75,7 +77,8 @@ def one_seed(out: Path, seed: int, teacher: Any, rows: dict[str, list[list[int]]
                         progress=progress).eval()
     seconds: dict[str, Any] = {"compress": time.perf_counter() - t0}
     report = jsonable(small.archlearn_report)
-    models: dict[str, nn.Module] = {"original": teacher, "oneshot": small}
+    models: dict[str, nn.Module] = {"original": teacher, "oneshot": small,
+                                    "oneshot" + INT8: evaluate.int8(small)}
     ratio = None
     if torch_pruning:
         t1 = time.perf_counter()
@@ -85,13 +88,7 @@ def one_seed(out: Path, seed: int, teacher: Any, rows: dict[str, list[list[int]]
         models["torch-pruning"] = keeping(teacher, *selection, example).eval()
         seconds["torch_pruning_selection"] = time.perf_counter() - t1
 
-    rows_out = {}
-    for name, model in models.items():
-        row = evaluate.describe(model, example)
-        row.update(evaluate.fidelity(model, rows["test"], teacher_test))
-        if name != "original":
-            row["saved"] = str(_save(model, out / "models" / name))
-        rows_out[name] = row
+    rows_out = evaluate_rows(models, out, example, rows["test"], teacher_test)
     rows_out["oneshot"]["seconds"] = seconds["compress"]
     if ratio is not None:
         rows_out["torch-pruning"]["ratio"] = ratio
