@@ -146,3 +146,33 @@ def test_expand_refuses_a_merged_model_and_a_foreign_one():
         expand(model, merged)
     with pytest.raises(al.ArchlearnError, match="no archlearn recipe"):
         expand(model, models.mlp(8, [6], 3))
+
+
+def test_a_compressed_bert_is_the_start_heads_and_ffn():
+    """A transformers BERT compressed to half its MACs: the gates start with the heads and FFN
+    neurons it kept (read from its recipe), and the full model with the re-fitted weights
+    written back computes, under tsrelu's gates, what the compressed model computes."""
+    T = pytest.importorskip("transformers")
+    from archlearn.models.bert import widths
+
+    torch.manual_seed(0)
+    model = T.BertModel(T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=64)).eval()
+    gen = torch.Generator().manual_seed(1)
+    batches = [{"input_ids": torch.randint(1, 100, (8, 16), generator=gen),
+                "attention_mask": torch.ones(8, 16, dtype=torch.long)} for _ in range(4)]
+    example = torch.randint(1, 100, (1, 16), generator=gen)
+    small = al.compress(model, batches, budget={"macs": 0.5}, example_inputs=example,
+                        progress=False).eval()
+    full = expand(model, small)
+    learner = al.attach(full, example, method="tsrelu", total_steps=10, init=small)
+    kept = {g.name: int((d.scale != 0).sum()) for g, d in zip(learner.groups,
+                                                               learner.decisions())}
+    w = widths(small)
+    assert [kept[f"encoder.layer.{i}.attention.self"] for i in range(2)] == w["heads"]
+    assert [kept[f"encoder.layer.{i}.intermediate.dense"] for i in range(2)] == w["ffn"]
+    assert sum(w["heads"]) < 8 or sum(w["ffn"]) < 128
+    with torch.no_grad():
+        want = small(**batches[0]).last_hidden_state
+        got = full.eval()(**batches[0]).last_hidden_state
+    assert torch.allclose(got, want, atol=1e-4)
