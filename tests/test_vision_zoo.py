@@ -6,7 +6,8 @@ equal the gated model's and save/load rebuilds it on a fresh instance -- or is r
 ``ArchlearnError`` naming the op. timm's norm-act layers (``F.batch_norm`` inside a BatchNorm2d
 subclass), Squeeze-Excite, hard-swish/SiLU, DenseNet's concatenations and RegNet's grouped
 convolutions are gated (at least 85% of the removable output channels: all but the model's
-own outputs), ConvNeXt's channels-first residual streams too (at least 95%).
+own outputs); ConvNeXt's channels-first residual streams, and a ViT's stream and the heads
+of its fused ``qkv`` projection too (at least 95%).
 """
 
 import pytest
@@ -52,10 +53,12 @@ REFUSED = {"tv/shufflenet_v2_x0_5": "channel shuffle"}
 # at least this share of removable output channels gated (archlearn.structure.coverage)
 GATED = {name: 0.85 for name in [
     "timm/resnet18", "timm/resnet50", "timm/efficientnet_b0", "timm/mobilenetv3_large_100",
-    "timm/regnetx_002", "timm/regnety_004", "timm/densenet121"]} | {"timm/convnext_atto": 0.95}
+    "timm/regnetx_002", "timm/regnety_004", "timm/densenet121"]} | {
+    "timm/convnext_atto": 0.95, "timm/vit_tiny_patch16_224": 0.95}
 # what must be gated (kinds of unit groups)
 KINDS = {"timm/regnetx_002": {"channels", "blocks"}, "timm/regnety_004": {"channels", "blocks"},
-         "timm/convnext_atto": {"channels", "hidden"}}
+         "timm/convnext_atto": {"channels", "hidden"},
+         "timm/vit_tiny_patch16_224": {"channels", "heads", "hidden"}}
 
 
 def build(name: str):
@@ -150,6 +153,44 @@ def test_convnext_stages_are_hidden_streams(tmp_path):
     assert small.stages[1].downsample[1].in_channels == k0
     params = build_cost(model, learner.groups, learner.inputs, "params").of(scales)
     assert params == count_params(small)
+
+
+def _vit():
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5,
+                             img_size=32, depth=2)
+
+
+def test_vit_heads_and_stream_shrink_exactly(tmp_path):
+    """timm's ViT: heads of the fused ``qkv`` projection are units, and the residual stream
+    (patch embedding, class token, position embedding, every LayerNorm) is one hidden group."""
+    from archlearn.structure.cost import build_cost
+    from archlearn.structure.measure import count_params
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = _vit()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # trained-looking norms and embeddings, not ones, zeros and 0.02
+        for name, p in model.named_parameters():
+            if "norm" in name or name in ("cls_token", "pos_embed"):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+    learner = al.attach(model, x, total_steps=10)
+    kinds = {g.name: g.kind for g in learner.groups}
+    assert kinds["patch_embed.proj"] == "hidden" and kinds["blocks.0.attn"] == "heads"
+    hidden = next(g for g in learner.groups if g.kind == "hidden")
+    assert {"cls_token", "pos_embed"} <= set(hidden.members), hidden.members
+    assert not learner.skipped and coverage(learner)["channels"] == 1.0
+    random_gates(learner, torch.Generator().manual_seed(0), all_off=None)
+    kept = int((learner.method.gate(learner.groups.index(hidden)) != 0).sum())
+    heads = int((learner.method.gate(learner.groups.index(
+        next(g for g in learner.groups if g.name == "blocks.0.attn"))) != 0).sum())
+    scales = [learner.method.gate(i).detach() for i in range(len(learner.groups))]
+    small = assert_shrinks_exactly(learner, _vit, x, tmp_path)
+    assert build_cost(model, learner.groups, x, "params").of(scales) == count_params(small)
+    assert 0 < kept < 192 and small.cls_token.shape == (1, 1, kept)
+    assert small.pos_embed.shape == (1, 5, kept) and small.blocks[1].norm2.weight.shape == (kept,)
+    assert small.blocks[0].attn.num_heads == heads < 3
+    assert small.blocks[0].attn.qkv.out_features == 3 * 64 * heads
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))

@@ -16,10 +16,11 @@ attention's batched products, see ``ops.py``):
   head_dim``, which ``nn.MultiheadAttention`` cannot express: it is replaced by
   :class:`PrunedMultiheadAttention` (same parameter names, so ``state_dict`` keys stay).
 * Transformer blocks written with separate projections (``query/key/value`` as in BERT/ViT,
-  ``q_proj/k_proj/v_proj``, ``q_lin/k_lin/v_lin``) or one fused projection (``c_attn``, GPT-2),
-  reshaped into heads of ``head_dim`` channels. The output projection is the layer that reads
-  the attention module's output (BERT's ``attention.output.dense``) or its own child
-  (``o_proj``, ``out_proj``, ``c_proj``...). Head-count attributes are updated on removal.
+  ``q_proj/k_proj/v_proj``, ``q_lin/k_lin/v_lin``) or one fused projection (``c_attn``, GPT-2;
+  ``qkv``, timm's ViT), reshaped into heads of ``head_dim`` channels. The output projection is
+  the layer that reads the attention module's output (BERT's ``attention.output.dense``) or its
+  own child (``o_proj``, ``out_proj``, ``c_proj``, ``proj``...). Head-count attributes are
+  updated on removal.
 
 The detected layout is checked by shrinking a copy with a random head pattern at ``attach``
 (``verify.py``): a model whose attention does not follow these conventions is refused, never
@@ -39,12 +40,14 @@ from archlearn.structure.handlers import Layer, handler_for, is_hf_conv1d, out_p
 
 SPLIT_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"),
                ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
-FUSED_NAMES = ("c_attn",)
+FUSED_NAMES = ("c_attn", "qkv")  # GPT-2's Conv1D, timm's Linear: q, k, v side by side
 HEADS_ATTRS = ("num_attention_heads", "num_heads", "n_heads", "n_head")
 HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "key_value_proj_dim", "dim_per_head")
-INNER_ATTRS = ("all_head_size", "inner_dim", "split_size")
+INNER_ATTRS = ("all_head_size", "inner_dim", "split_size", "attn_dim")
 KV_HEADS_ATTRS = ("num_key_value_heads", "num_kv_heads")
-OUTPUT_CHILD_NAMES = ("o_proj", "out_proj", "out_lin", "o", "c_proj")
+OUTPUT_CHILD_NAMES = ("o_proj", "out_proj", "out_lin", "o", "c_proj", "proj")
+# children that act on all heads' outputs together (timm's scale_norm and gated attention)
+ACROSS_HEADS_NAMES = ("norm", "gate")
 
 
 @dataclass
@@ -98,10 +101,9 @@ def find_heads(
                 layouts.append(HeadLayout(name, m.num_heads, m.head_dim, "mha"))
             continue
         kids = _children(m)
-        if any(all(n in kids for n in trio) for trio in SPLIT_NAMES) or any(
-            n in kids and is_hf_conv1d(kids[n]) for n in FUSED_NAMES
-        ):
-            candidates.append((name, m, "fused" if "c_attn" in kids else "split"))
+        fused = next((n for n in FUSED_NAMES if n in kids and _is_projection(kids[n])), None)
+        if fused or any(all(n in kids for n in trio) for trio in SPLIT_NAMES):
+            candidates.append((name, m, "fused" if fused else "split"))
     if not candidates:
         return layouts, refused
     readers = _output_readers(model, inputs, [c[0] for c in candidates], run)
@@ -132,14 +134,21 @@ def _layout(name: str, m: nn.Module, style: str, reader: str | None) -> HeadLayo
     if getattr(m, "is_cross_attention", False) or "q_attn" in _children(m):
         return "cross-attention with a separate query projection is not gated by head"
     kids = _children(m)
+    across = [n for n in ACROSS_HEADS_NAMES if n in kids and not isinstance(kids[n], nn.Identity)]
+    if across:
+        return (f"attention whose {across[0]} acts on all heads' outputs together (a scale "
+                "norm or gate) is not gated by head")
     if style == "fused":
-        proj = kids["c_attn"]
-        total = int(proj.weight.shape[1])
+        fused = next(n for n in FUSED_NAMES if n in kids and _is_projection(kids[n]))
+        proj = kids[fused]
+        total = handler_for(proj).out_channels(proj)  # type: ignore[union-attr]  (a projection)
         if total % 3:
             return "fused attention projection whose width is not three equal parts"
         inner = total // 3
-        projections = [(f"{name}.c_attn", 0), (f"{name}.c_attn", inner),
-                       (f"{name}.c_attn", 2 * inner)]
+        # timm reshapes qkv to (batch, tokens, 3, heads, head_dim), GPT-2 splits in three
+        # then into heads: channel s * inner + h * head_dim + j either way (the trial checks)
+        projections = [(f"{name}.{fused}", 0), (f"{name}.{fused}", inner),
+                       (f"{name}.{fused}", 2 * inner)]
     else:
         trio = next(t for t in SPLIT_NAMES if all(n in kids for n in t))
         layers = [kids[n] for n in trio]
@@ -164,6 +173,11 @@ def _layout(name: str, m: nn.Module, style: str, reader: str | None) -> HeadLayo
         if getattr(m, a, None) == inner:
             attrs[a] = "inner"
     return HeadLayout(name, heads[1], head_dim, style, projections, output, attrs)
+
+
+def _is_projection(module: nn.Module) -> bool:
+    """A fused query/key/value projection: transformers' Conv1D or an nn.Linear."""
+    return is_hf_conv1d(module) or type(module) is nn.Linear
 
 
 def _output_readers(model: nn.Module, inputs, names: list[str], run) -> dict[str, str]:

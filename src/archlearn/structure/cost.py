@@ -218,8 +218,8 @@ def _sides(model, groups, inputs) -> dict[tuple[str, str], Side]:
     out = {}
     params = dict(model.named_parameters())
     for (name, side), slot in maps.items():
-        if name in params:  # a free per-channel parameter of a stream (ConvNeXt's layer scale)
-            full = int(params[name].shape[0])
+        if name in params:  # a free parameter of a stream: every channel entry is in its group
+            full = len(slot)
         else:
             full = _width(model.get_submodule(name), side, len(slot))
         by_group: dict[int, list[int]] = {}

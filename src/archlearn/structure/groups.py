@@ -58,6 +58,7 @@ from archlearn.structure.stream import (
     inside_norm,
     norm_dim,
     parameter_problem,
+    patch_embedding,
 )
 from archlearn.structure.stream import norm_problem as ln_problem
 
@@ -338,7 +339,10 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
     if stream and node.type == OPTYPE.EMBED:
         return embedding_problem(module)
     if stream and node.type == OPTYPE.PARAMETER:
-        return parameter_problem(module, getattr(node, "pruning_dim", None))
+        return parameter_problem(module, getattr(node, "pruning_dim", None), channel_dim)
+    if stream and node.type == OPTYPE.EXPAND and node.inputs and all(
+            i.type == OPTYPE.PARAMETER for i in node.inputs):
+        return None  # a free parameter broadcast over the batch (a ViT's class token)
     if stream and node.type == OPTYPE.OUTPUT:
         return None  # which LayerNorm the model returns: _returned_norms
     if isinstance(module, nn.Module) and node.type in _LAYER_TYPES | {OPTYPE.DEPTHWISE_CONV}:
@@ -351,8 +355,10 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
 
 
 def _inside_norms(group) -> frozenset:
-    """The nodes computed inside the group's channels-first LayerNorms (``stream.py``)."""
-    return frozenset(n for d, _ in group for n in inside_norm(d.target))
+    """The nodes computed inside the group's channels-first LayerNorms and the reshape and
+    transpose of a patch embedding (``stream.py``): no layout change of the group."""
+    return frozenset(n for d, _ in group
+                     for n in inside_norm(d.target) + patch_embedding(d.target))
 
 
 def _channel_dim(dg, group, internal: frozenset = frozenset()) -> int | None:
@@ -366,7 +372,9 @@ def _channel_dim(dg, group, internal: frozenset = frozenset()) -> int | None:
         m = dep.target.module
         if dg.is_out_channel_pruning_fn(dep.handler) and isinstance(m, nn.Module):
             h = handler_for(m)
-            if h is not None:
+            if h is not None and patch_embedding(dep.target) and dep.target.outputs[0] in internal:
+                dims.add(-1)  # tokens after flatten(2).transpose(1, 2): channels last
+            elif h is not None:
                 dims.add(h.channel_dim)
             elif isinstance(m, nn.modules.conv._ConvNd):
                 dims.add(1)

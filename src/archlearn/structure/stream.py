@@ -23,6 +23,11 @@ of its own. Such a LayerNorm is masked over dimension 1 (:func:`norm_dim`), the 
 layer norm inside its forward belong to it (:func:`inside_norm`), and a one-dimensional free
 parameter of the stream loses the entries of the removed dimensions with it.
 
+A ViT's stream starts at its patch embedding, a convolution whose output is flattened and
+transposed into tokens (:func:`patch_embedding`), then joined by a class token (a free
+parameter expanded over the batch and concatenated along the tokens) and a position embedding
+added to it: both free parameters whose last dimension is the stream's, sliced with it.
+
 A LayerNorm whose output the model returns (BERT's ``last_hidden_state``, a sentence embedding)
 keeps the model's output width: in the shrunk model it becomes a :class:`PaddedLayerNorm`, which
 normalises the kept dimensions and writes them into a zero tensor of the full width (equal to
@@ -106,13 +111,39 @@ def inside_norm(node: Any) -> list[Any]:
     return inner
 
 
-def parameter_problem(param: Any, pruning_dim: int | None) -> str | None:
+def patch_embedding(node: Any) -> list[Any]:
+    """The reshape and transpose that turn a convolution's ``(N, C, H, W)`` output into tokens
+    ``(N, H*W, C)`` (a ViT's patch embedding: ``proj(x).flatten(2).transpose(1, 2)``), or ``[]``.
+
+    After them the convolution's channels are the stream's last dimension, like a Linear's.
+    """
+    if node.type != OPTYPE.CONV or len(node.outputs) != 1:
+        return []
+    flat = node.outputs[0]
+    if flat.type != OPTYPE.RESHAPE or len(flat.outputs) != 1:
+        return []
+    swap = flat.outputs[0]
+    if swap.type != OPTYPE.ELEMENTWISE or op_name(swap.grad_fn) != "Transpose":
+        return []
+    dims = {getattr(swap.grad_fn, "_saved_dim0", None), getattr(swap.grad_fn, "_saved_dim1", None)}
+    # negative dims are stored as unsigned 64-bit integers
+    dims = {d - 2**64 if isinstance(d, int) and d >= 2**63 else d for d in dims}
+    return [flat, swap] if dims in ({1, 2}, {1, -1}) else []
+
+
+def parameter_problem(param: Any, pruning_dim: int | None,
+                      channel_dim: int | None = None) -> str | None:
     """Why a free parameter on a stream cannot lose the removed dimensions' entries, or None.
 
     A one-dimensional parameter with one entry per hidden dimension (ConvNeXt's layer scale
-    ``gamma``) multiplies or shifts each dimension on its own; the trial shrink checks its use.
+    ``gamma``), or one whose channel dimension is the stream's (a ViT's class token and
+    position embedding, ``(1, tokens, C)``), acts on each dimension on its own; the trial
+    shrink checks its use.
     """
-    if isinstance(param, torch.Tensor) and param.dim() == 1 and pruning_dim in (0, -1):
+    if not isinstance(param, torch.Tensor) or pruning_dim is None:
+        pass
+    elif param.dim() == 1 or (channel_dim is not None
+                              and pruning_dim % param.dim() == channel_dim % param.dim()):
         return None
     shape = tuple(param.shape) if isinstance(param, torch.Tensor) else "?"
     return (f"contains a free parameter of shape {shape} used outside any layer, which is "
@@ -282,4 +313,5 @@ def _prune_parameter(model: nn.Module, dg: Any, dep: Any, idxs: Any) -> None:
 
 
 __all__ = ["PaddedLayerNorm", "StreamLayout", "embedding_problem", "inside_norm",
-           "masked_layer_norm", "norm_dim", "norm_problem", "parameter_problem", "prune_stream"]
+           "masked_layer_norm", "norm_dim", "norm_problem", "parameter_problem",
+           "patch_embedding", "prune_stream"]
