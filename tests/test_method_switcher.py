@@ -289,8 +289,10 @@ def _trajectory(variant: str, reference: bool, **options) -> list[torch.Tensor]:
 @pytest.mark.parametrize("options", [{}, {"stats": "running", "start": "weights"}],
                          ids=["batch", "running"])
 def test_scales_computed_once_a_step_train_bitwise_as_the_uncached_path(variant, options):
-    """The speed-ups (no autograd through a frozen switcher, one evaluation a step) change
-    nothing: the same losses, outputs, decisions, weights and switchers, to the bit."""
+    """The speed-ups (no autograd through a frozen switcher, one evaluation a step, a
+    meta-network's train/eval switch only when its mode changes) change nothing: the same
+    losses, outputs, decisions, weights and switchers, to the bit, in switcher and weight
+    epochs alike."""
     fast = _trajectory(variant, False, **options)
     slow = _trajectory(variant, True, **options)
     assert len(fast) == len(slow)

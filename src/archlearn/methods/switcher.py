@@ -55,13 +55,14 @@ The meta-networks are in ``switcher_nets.py``. Design decisions (ours):
   has no such slack: the switchers change at every step, each is evaluated once a step (one
   forward a step), and all of them learn, so every step runs each U-Net's forward and
   backward. Those are arithmetic, bound by the convolutions on the largest map (LeNet-5's fc1:
-  800x500, about 3 GMAC forward; a whole step of ``connections`` on LeNet-5 is 21 GFLOP, 2/3 of
-  it convolutions' backward); what is not (pooling, concatenation, ReLU, mode switches) is a
-  fifth of a step at most, and the same bits forbid another kernel or summation order. Timed
+  800x500, about 3 GMAC forward; a step of ``connections`` on LeNet-5 is 21 GFLOP, two thirds
+  of it the U-Nets' backward); what is not (pooling, concatenation, ReLU, mode switches) is a
+  fifth of a step at most, and the same bits forbid another kernel or summation order: a
+  switcher epoch cannot get much cheaper without computing something else. Timed
   with ``python -m benchmarks.switcher --profile-epochs 3`` (one thread, a shared machine):
   an epoch of ``neurons`` costs twice a dense epoch on LeNet-5 (2.2 s against 1.1 s), of
   ``connections`` 28 s (LeNet-5) and 15 s (LeNet-300-100). ``channels_last=True`` runs the
-  U-Nets in that layout: 1.4-1.5x faster on ``connections``, 5-10% on ``neurons``; but its
+  U-Nets in that layout: 1.2-1.5x faster on ``connections``, 5-10% on ``neurons``; but its
   sums run in another order, the gates of one pass move by up to 2e-4 (3 of LeNet-5 fc1's
   400,000 cross zero) and trajectories drift apart within steps, so it is not the default.
 * Groups of one unit and maps of one value are not gated (BatchNorm needs two values), nor
@@ -156,7 +157,7 @@ class SwitcherOptions(Options):
     )
     channels_last: bool = Field(
         False, description="run the meta-networks in channels-last layout: faster, but not the "
-        "same sums (outputs differ from the default's in the last bits, then drift)"
+        "same sums (gates differ from the default's by about 1e-4, then drift apart)"
     )
 
     @model_validator(mode="after")
@@ -252,13 +253,6 @@ class _Switcher(nn.Module):
 
 def _final_bn(net: nn.Module) -> nn.modules.batchnorm._BatchNorm:
     return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][-1]
-
-
-def _set_mode(net: nn.Module, train: bool) -> None:
-    """``net.train(train)``, skipped when ``net`` is in that mode already (every call walks the
-    whole U-Net: about 5% of a switcher step of a small net)."""
-    if net.training != train:
-        net.train(train)
 
 
 def _channels_last(net: nn.Module) -> None:
@@ -384,6 +378,13 @@ class Switcher(Method[SwitcherOptions]):
         tensors = [*self.model.parameters(), *net.parameters(), *net.buffers()]
         return tuple((t._version, t.data_ptr()) for t in tensors)
 
+    def _set_mode(self, net: nn.Module, train: bool) -> None:
+        """``net.train(train)``, skipped when ``net`` is in that mode already (every call walks
+        the whole U-Net: 2-4% of a switcher epoch of ``neurons``); ``_reference`` always calls
+        it, as this method did before."""
+        if self._reference or net.training != train:
+            net.train(train)
+
     def _needs_graph(self, train: bool) -> bool:
         """Whether the scales must carry autograd: when the switchers learn (a switcher epoch),
         when the task loss reaches ``W`` through them (``weights_grad``), and in eval mode
@@ -405,17 +406,17 @@ class Switcher(Method[SwitcherOptions]):
         """
         net = self.nets[key]
         if self._needs_graph(train):
-            _set_mode(net, train)
+            self._set_mode(net, train)
             return net(self.model, self.options.weights_grad)
         if train and (self._reference or self.options.stats == "running"):
             with torch.no_grad():
-                _set_mode(net, True)
+                self._set_mode(net, True)
                 return net(self.model)
         stamp = (train, self.t, self._versions(key))
         hit = self._cache.get(key)
         if hit is None or hit[0] != stamp:
             with torch.no_grad():
-                _set_mode(net, train)
+                self._set_mode(net, train)
                 self._cache[key] = (stamp, net(self.model))
         return self._cache[key][1]
 
@@ -455,7 +456,7 @@ class Switcher(Method[SwitcherOptions]):
     def _eval_scales(self, key: str) -> torch.Tensor:
         was = self.nets[key].training
         scale = self._scales(key, train=False).clone()
-        _set_mode(self.nets[key], was)
+        self._set_mode(self.nets[key], was)
         return scale
 
     def decision(self) -> list[Decision]:
