@@ -93,7 +93,7 @@ def test_job_writes_the_table_figures(job_run):
 
     saved = json.loads((out / "results.json").read_text())
     rows = saved["runs"][0]["rows"]
-    assert set(rows) == {"original", "archlearn", "archlearn-int8", "first-1-layers",
+    assert set(rows) == {"original", "oneshot", "archlearn", "archlearn-int8", "first-1-layers",
                          "torch-pruning"}
     full = rows["original"]["macs"]
     assert rows["original"]["cosine"] == pytest.approx(1.0)
@@ -107,6 +107,14 @@ def test_job_writes_the_table_figures(job_run):
         assert row["latency"]["b32x128"]["median_ms"] > 0
     assert saved["provenance"]["data"]["sizes"]["test"] > 10
     assert "heads" in saved["runs"][0]["history"][-1]
+    # the gates started at al.compress's decision (the oneshot row, at the same budget), held
+    # there by the Lagrangian
+    history = saved["runs"][0]["history"]
+    assert saved["provenance"]["start"] == "oneshot"
+    assert saved["provenance"]["controller"] == "lagrangian"
+    assert (history[0]["heads"], history[0]["ffn"]) == (sum(rows["oneshot"]["heads"]),
+                                                        sum(rows["oneshot"]["ffn"]))
+    assert rows["oneshot"]["macs"] <= 0.6 * full and saved["runs"][0]["compress"]["refit"]
     text = table(results)
     assert "archlearn" in text and "torch-pruning" in text and "cosine" in text
     _int8_row_beside(rows, "archlearn", results["models"][0])
@@ -114,7 +122,8 @@ def test_job_writes_the_table_figures(job_run):
 
 def test_saved_models_reload_to_identical_outputs(job_run):
     out, results, _ = job_run
-    _reloads_identically(out, results, ("archlearn", "first-1-layers", "torch-pruning"))
+    _reloads_identically(out, results, ("oneshot", "archlearn", "first-1-layers",
+                                        "torch-pruning"))
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
@@ -128,7 +137,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
                  ["minilm-distill", "--budget", "size=0.5"], ["minilm-distill", "--steps", "0"],
                  ["minilm-distill", "--data-path", str(tmp_path / "missing.txt")],
                  ["lenet-mnist", "--steps", "10"],  # lenet-mnist takes a budget, not steps
-                 ["minilm-distill", "--calibration", "64"],  # calibration needs --oneshot
+                 # the calibration set is one-shot compression's
+                 ["minilm-distill", "--start", "full", "--calibration", "64"],
+                 ["minilm-distill", "--start", "middle"],
+                 ["minilm-distill", "--oneshot", "--start", "full"],
                  ["minilm-distill", "--oneshot", "--steps", "10"],  # oneshot trains nothing
                  ["minilm-distill", "--oneshot", "--calibration", "0"],
                  ["minilm-distill", "--model-dir", str(tmp_path / "missing")],
@@ -187,7 +199,9 @@ def _int8_row_beside(rows, name, models):
 def test_oneshot_bad_settings_fail_before_any_work(tmp_path):
     from archlearn.jobs import minilm_distill
 
-    bad: list[dict[str, Any]] = [{"oneshot": True, "steps": 10}, {"calibration": 64},
+    bad: list[dict[str, Any]] = [{"oneshot": True, "steps": 10},
+                                 {"calibration": 64, "start": "full"}, {"start": "middle"},
+                                 {"calibration": 4}, {"oneshot": True, "start": "full"},
                                  {"oneshot": True, "options": {"lambda1": 0.004}},
                                  {"oneshot": True, "calibration": 4}]
     for settings in bad:
@@ -229,3 +243,19 @@ def test_any_local_bert_encoder_folder_replaces_minilm(tiny, tmp_path):
     with pytest.raises(al.ArchlearnError, match="lacks tokenizer.json"):
         minilm_distill.run(tmp_path / "bad", model_dir=str(folder), progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_gates_can_start_all_on(tiny, tmp_path):
+    """``start="full"``: the gates start all-on on a copy of the teacher (no oneshot row)."""
+    from archlearn.jobs import minilm_distill
+
+    out, text, tokenizer, teacher, _ = tiny
+    results = minilm_distill.run(tmp_path / "run", dataset="text-file", path=str(text),
+                                 teacher=teacher, tokenizer=tokenizer, steps=4, start="full",
+                                 budget={"macs": 0.6}, truncate=(), torch_pruning=False,
+                                 latency_rounds=1, progress=False, command="test")
+    run = results["runs"][0]
+    assert set(run["rows"]) == {"original", "archlearn", "archlearn-int8"}
+    assert "compress" not in run and results["provenance"]["start"] == "full"
+    assert (run["history"][0]["heads"], run["history"][0]["ffn"]) == (8, 128)
+    assert "gates started all-on" in minilm_distill.table(results)

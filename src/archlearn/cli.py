@@ -72,6 +72,10 @@ def run(
                                  "(config.json, model.safetensors, tokenizer.json) instead of "
                                  "all-MiniLM-L6-v2 (minilm-distill)")
     ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="where the gates start: oneshot (at al.compress's "
+                                 "decision, the default) or full (all-on) (minilm-distill)")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
@@ -92,7 +96,8 @@ def run(
         raw = {"job": job, "out": out, "seeds": seeds, "epochs": epochs, "data_path": data_path,
                "method": method, "options": _options(option or []),
                "budget": _options([budget]) if budget else None, "steps": steps,
-               "oneshot": oneshot or None, "calibration": calibration, "model_dir": model_dir}
+               "oneshot": oneshot or None, "calibration": calibration, "model_dir": model_dir,
+               "start": start}
         cfg = validate_run_config({k: v for k, v in raw.items() if v is not None})
     from archlearn.jobs import job as find_job
 
@@ -102,10 +107,10 @@ def run(
                 "path": cfg.data_path, "progress": not quiet, "options": cfg.options,
                 "method": cfg.method, "command": command, "budget": cfg.budget,
                 "steps": cfg.steps, "oneshot": cfg.oneshot, "calibration": cfg.calibration,
-                "model_dir": cfg.model_dir}
+                "model_dir": cfg.model_dir, "start": cfg.start}
     accepted = inspect.signature(module.run).parameters
     refused = sorted(k for k in ("epochs", "budget", "steps", "oneshot", "calibration",
-                                 "model_dir")
+                                 "model_dir", "start")
                      if k in cfg.model_fields_set and k not in accepted)
     if refused:
         raise ArchlearnError(f"job {cfg.job!r} takes no {', '.join(refused)}")

@@ -42,6 +42,7 @@ class RunConfig(BaseModel):
     oneshot: bool = False
     calibration: int | None = Field(None, ge=1, le=1_000_000)
     model_dir: str | None = None
+    start: Literal["oneshot", "full"] | None = None
 
     @field_validator("job")
     @classmethod

@@ -7,14 +7,20 @@ For each seed:
    train/validation/test split by a hash of each sentence. Training batches of 32 sentences at
    their natural length (grouped by length, padded per batch, seeded order); the teacher's
    outputs for them are computed once and shared by every student.
-2. **archlearn.** The pre-trained model gets the method's gates on its attention heads and FFN
-   neurons (``al.attach`` with ``budget``, default ``{"macs": 0.45}``: 45% of the MACs of a
-   128-token sentence, which measured about 2.1x faster at batch 32 x 128 on this CPU), is
-   distilled from the frozen original (:func:`archlearn.distill`: cosine of the mean-pooled
-   embedding, plus hidden states layer by layer) for ``steps`` batches, is shrunk and saved
-   (``models/archlearn``: safetensors + recipe + config.json). Its dynamic int8 version
-   (``archlearn-int8``: the shrunk model's Linear layers in int8, ``evaluate.int8``) is
-   evaluated beside it, not saved.
+2. **archlearn.** By default (``start="oneshot"``) learning starts where one-shot compression
+   ends: the teacher is compressed by ``al.compress`` to ``budget`` on ``calibration`` (default
+   512) train sentences (``one_shot.py``; the ``oneshot`` row), its re-fitted weights are
+   written back into a full-size copy (``compression.warm_start.expand``) and the method's
+   gates on the heads and FFN neurons start at its decision (``al.attach(..., init=...)``),
+   held on the budget by CoFi's Lagrangian (``controller="lagrangian"``), so units can come
+   back and others go. With ``start="full"`` the gates start all-on on a copy of the teacher
+   (the budget's multiplier controller). ``budget`` defaults to ``{"macs": 0.45}``: 45% of the
+   MACs of a 128-token sentence, which measured about 2.1x faster at batch 32 x 128 on this
+   CPU. The student is distilled from the frozen original (:func:`archlearn.distill`: cosine
+   of the mean-pooled embedding, plus hidden states layer by layer) for ``steps`` batches, is
+   shrunk and saved (``models/archlearn``: safetensors + recipe + config.json). Its int8 version
+   (``archlearn-int8``: the shrunk model's Linear layers in dynamic int8, ``evaluate.int8``)
+   is evaluated beside it, not saved.
 3. **Baselines**, distilled with the same batches, steps, loss and schedule
    (``training.py``): the first ``k`` layers for each ``k`` in ``truncate`` (default 3 and 4),
    Torch-Pruning's heads/FFN pruning at archlearn's MACs (``baselines.py``), and the
@@ -54,10 +60,11 @@ from torch import nn
 import archlearn as al
 from archlearn.budget import parse_budget
 from archlearn.compression.calibration import MIN_EXAMPLES
+from archlearn.compression.warm_start import expand
 from archlearn.data.text import length_batches, load_text
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
-from archlearn.io import write_json
+from archlearn.io import jsonable, write_json
 from archlearn.jobs.minilm_distill import baselines, evaluate, one_shot
 from archlearn.jobs.minilm_distill.training import (
     Schedule,
@@ -77,6 +84,7 @@ BATCH_SIZE = 32
 HIDDEN_WEIGHT = 1.0
 EXAMPLE_TOKENS = 128  # MACs are counted for one sentence of this many tokens
 INT8 = "-int8"  # the row of a model's dynamic int8 version: its name and this
+STARTS = ("oneshot", "full")  # where the distilled student's gates start
 
 
 def run(
@@ -102,6 +110,7 @@ def run(
     oneshot: bool = False,
     calibration: int | None = None,
     model_dir: str | None = None,
+    start: str | None = None,
 ) -> dict[str, Any]:
     """Run the job for seeds ``first_seed`` .. ``first_seed + seeds - 1``; write
     ``results.json`` and the models under ``out``.
@@ -112,19 +121,28 @@ def run(
     ``calibration`` train sentences (default 512) instead of distilling (no ``steps``, no method
     options; ``budget`` defaults to ``{"macs": 0.5}``; no truncation rows). ``model_dir``: a
     local BERT sentence encoder's folder instead of all-MiniLM-L6-v2 (see the module docstring).
+    ``start``: where the distilled student's gates start, ``"oneshot"`` (default: at
+    ``al.compress``'s decision on ``calibration`` sentences, default 512) or ``"full"`` (all-on).
     """
-    start = time.perf_counter()
+    began = time.perf_counter()
     if oneshot:
         if steps is not None:
             raise ArchlearnError("--oneshot trains nothing: leave out --steps")
         if options:
             raise ArchlearnError("--oneshot attaches no gates: leave out the method options (-o)")
+        if start is not None:
+            raise ArchlearnError("--oneshot trains nothing: leave out --start")
+    start = start or "oneshot"
+    if start not in STARTS:
+        raise ArchlearnError(f"--start is one of {list(STARTS)}, got {start!r}")
+    if oneshot or start == "oneshot":
         calibration = one_shot.CALIBRATION if calibration is None else calibration
         if calibration < MIN_EXAMPLES:
             raise ArchlearnError(f"--calibration takes at least {MIN_EXAMPLES} sentences, "
                                  f"got {calibration}")
     elif calibration is not None:
-        raise ArchlearnError("--calibration is the one-shot calibration set: give --oneshot")
+        raise ArchlearnError("--calibration is the one-shot calibration set: give --oneshot "
+                             "or --start oneshot")
     steps = DEFAULT_STEPS if steps is None else steps
     budget = dict(budget or (one_shot.BUDGET if oneshot else DEFAULT_BUDGET))
     parse_budget(budget)  # a bad budget is one error now, not after the teacher's pass
@@ -172,13 +190,15 @@ def run(
                 out / f"seed{seed}", seed, teacher, rows, example, teacher_test, method=method,
                 options=options or {}, budget=budget, schedule=Schedule(steps=steps, lr=lr),
                 truncate=truncate, torch_pruning=torch_pruning, latency_rounds=latency_rounds,
-                threads=threads, progress=progress)
+                threads=threads, progress=progress, calibration=calibration)
         runs.append(record)
         models.append(built)
     settings: dict[str, Any] = (
         {"oneshot": True, "calibration": calibration, "budget": budget} if oneshot else
         {"steps": steps, "lr": lr, "batch_size": BATCH_SIZE, "method": method,
-         "options": options or {}, "budget": budget, "hidden_weight": HIDDEN_WEIGHT})
+         "options": options or {}, "budget": budget, "hidden_weight": HIDDEN_WEIGHT,
+         "start": start, "calibration": calibration,
+         "controller": "lagrangian" if start == "oneshot" else "multiplier"})
     results = {
         "provenance": provenance(command, data=splits.record(), seeds=seeds, **settings,
                                  model=model_name, model_dir=model_dir,
@@ -186,7 +206,7 @@ def run(
                                      len(r) for r in rows["train"])),
         "runs": runs,
         "mean": mean_over_seeds(runs),
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - began,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
@@ -203,7 +223,8 @@ def _encode(tokenizer, sentences: list[str]) -> list[list[int]]:
 
 def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *,
               method, options, budget, schedule: Schedule, truncate, torch_pruning,
-              latency_rounds, threads, progress) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+              latency_rounds, threads, progress,
+              calibration: int | None) -> tuple[dict[str, Any], dict[str, nn.Module]]:
     t0 = time.perf_counter()
     batches = length_batches(rows["train"], BATCH_SIZE, schedule.steps, seed)
     distiller = distill(teacher, hidden=HIDDEN_WEIGHT)
@@ -212,11 +233,24 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
     models: dict[str, nn.Module] = {"original": teacher}
     training: dict[str, dict] = {}
 
+    record: dict[str, Any] = {"seed": seed}
+    start: dict[str, Any] = {}
+    if calibration is not None:  # learning starts from the one-shot decision
+        t1 = time.perf_counter()
+        calibrate, picked = one_shot.calibration_sentences(rows["train"], seed, calibration)
+        first = al.compress(teacher, calibrate, budget=budget, example_inputs=example,
+                            progress=progress).eval()
+        models["oneshot"] = first
+        record["compress"] = jsonable(first.archlearn_report)
+        record["calibration"] = {"sentences": len(picked)}
+        start = {"init": first, "controller": "lagrangian"}
+        seconds["compress"] = time.perf_counter() - t1
+
     # archlearn: gates on heads and FFN neurons, distilled, shrunk
     with seeded(seed):
-        student = _copy(teacher)
+        student = expand(teacher, start["init"]) if start else _copy(teacher)
         learner = al.attach(student, example, method=method, total_steps=schedule.steps,
-                            budget=budget, **options)
+                            budget=budget, **start, **options)
         training["archlearn"] = distill_train(student, distiller, batches, cache, schedule,
                                               learner=learner, progress=progress,
                                               desc=f"archlearn seed {seed}")
@@ -255,8 +289,9 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
     for name, row in rows_out.items():
         row["latency"] = {shape: r[name] for shape, r in timing.items()}
     seconds["total"] = time.perf_counter() - t0
-    return {"seed": seed, "rows": rows_out, "architecture": _jsonable(architecture),
-            "history": training["archlearn"]["history"], "seconds": seconds}, models
+    record.update(rows=rows_out, architecture=_jsonable(architecture),
+                  history=training["archlearn"]["history"], seconds=seconds)
+    return record, models
 
 
 def evaluate_rows(models: dict[str, nn.Module], out: Path, example: torch.Tensor,
@@ -323,6 +358,7 @@ def table(results: dict[str, Any]) -> str:
     split = (f"{sizes['train']} train / {sizes['valid']} valid / {sizes['test']} test "
              f"sentences")
     model = p.get("model", "all-MiniLM-L6-v2")
+    started = "at al.compress's decision" if p.get("start") == "oneshot" else "all-on"
     if p.get("oneshot"):
         lines = [
             f"{model} compressed one-shot by al.compress, no training: "
@@ -333,7 +369,8 @@ def table(results: dict[str, Any]) -> str:
     else:
         lines = [
             f"{model} distilled on {data['name']} ({split}), {p['steps']} steps, "
-            f"method {p['method']}, budget {p['budget']}, mean of {p['seeds']} seed(s)",
+            f"method {p['method']}, budget {p['budget']}, gates started {started}, mean of "
+            f"{p['seeds']} seed(s)",
         ]
     head = (f"{'model':<16}{'heads per layer':<20}{'FFN per layer':<32}{'params':>8}"
             f"{'MACs':>8}{'ms 32x128':>11}{'speed-up':>10}{'ms 1x128':>10}{'cosine':>8}"

@@ -90,10 +90,13 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 def width_counts(learner) -> dict[str, tuple[int, int]]:
-    """Kept and total units of the learner's head groups and of its other (FFN) groups."""
+    """Kept and total units of the learner's head groups and of its FFN (channel) groups; a
+    residual stream's hidden dimensions are neither."""
     kept = {"heads": [0, 0], "ffn": [0, 0]}
     for group, decision in zip(learner.groups, learner.decisions()):
-        key = "heads" if group.kind == "heads" else "ffn"
+        key = {"heads": "heads", "channels": "ffn"}.get(group.kind)
+        if key is None:
+            continue
         kept[key][0] += int(decision.kept.numel())
         kept[key][1] += group.size
     return {k: (v[0], v[1]) for k, v in kept.items()}
