@@ -261,7 +261,11 @@ def _select_problem(grad_fn, channel_dim: int | None) -> str | None:
 def _as_strided_problem(grad_fn, channel_dim: int | None) -> str | None:
     """An ``as_strided`` that only restrides a pooled ``(N, C, 1, ...)`` tensor: every other
     dimension of size 1, channels at stride 1 and batch entries at stride C, so it reads the
-    dense result of a reduction in its own order (the same values at every index)."""
+    dense result of a reduction in its own order (the same values at every index). Its input
+    must be that reduction: as_strided reads storage, so a view's own strides would matter."""
+    nexts = [f for f, _ in getattr(grad_fn, "next_functions", ()) if f is not None]
+    if len(nexts) != 1 or op_name(nexts[0]) not in REDUCTIONS:
+        return "its channels pass through an as_strided view of something other than a pooling"
     size = getattr(grad_fn, "_saved_size", None)
     stride = getattr(grad_fn, "_saved_stride", None)
     offset = getattr(grad_fn, "_saved_storage_offset", None)
