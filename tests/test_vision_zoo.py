@@ -110,24 +110,27 @@ def test_coverage_leaves_out_the_1000_class_classifier(name, size, minimum):
     assert share["channels_all"] < share["channels"]  # the classifier counted: below
 
 
-def _convnext(**kwargs):
-    """A small channels-first ConvNeXt (timm's convnext_atto layout, LayerNorm2d everywhere)."""
+def _convnext(conv_mlp: bool):
+    """A small ConvNeXt: conv_mlp=True is convnext_atto's layout (LayerNorm2d and 1x1
+    convolutions), False convnext_tiny's (blocks permute to channels-last for a LayerNorm and
+    a Linear MLP and back)."""
     from timm.models.convnext import ConvNeXt
 
     torch.manual_seed(0)
-    return ConvNeXt(depths=(2, 1, 1, 1), dims=(24, 32, 40, 48), conv_mlp=True, num_classes=5,
-                    **kwargs)
+    return ConvNeXt(depths=(2, 1, 1, 1), dims=(24, 32, 40, 48), conv_mlp=conv_mlp,
+                    num_classes=5)
 
 
-def test_convnext_stages_are_hidden_streams(tmp_path):
-    """Each stage's residual stream is one hidden group: its LayerNorm2d's masked while gated,
+@pytest.mark.parametrize("conv_mlp", [True, False])
+def test_convnext_stages_are_hidden_streams(conv_mlp, tmp_path):
+    """Each stage's residual stream is one hidden group: its LayerNorms masked while gated,
     sliced after, the layer scale ``gamma`` sliced with it, and the gated outputs are the
     shrunk model's with trained-looking norms and layer scales (not ones and 1e-6)."""
     from archlearn.structure.cost import build_cost
     from archlearn.structure.measure import count_params
 
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    model = _convnext()
+    model = _convnext(conv_mlp)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -145,7 +148,7 @@ def test_convnext_stages_are_hidden_streams(tmp_path):
     random_gates(learner, torch.Generator().manual_seed(0), all_off=None)
     scales = [learner.method.gate(i).detach() for i in range(len(learner.groups))]
     kept = [int((s != 0).sum()) for s in scales]
-    small = assert_shrinks_exactly(learner, _convnext, x, tmp_path)
+    small = assert_shrinks_exactly(learner, lambda: _convnext(conv_mlp), x, tmp_path)
     k0 = kept[learner.groups.index(hidden[0])]
     assert 0 < k0 < 24 and small.stem[1].normalized_shape == (k0,)
     assert small.stages[0].blocks[1].gamma.shape == (k0,)

@@ -54,6 +54,7 @@ from archlearn.structure.ops import (
 )
 from archlearn.structure.stream import (
     StreamLayout,
+    channels_last_detour,
     embedding_problem,
     inside_norm,
     norm_dim,
@@ -355,10 +356,18 @@ def _member_problem(dg, dep, ignored, claimed, grouped_ok: nn.Module | None = No
 
 
 def _inside_norms(group) -> frozenset:
-    """The nodes computed inside the group's channels-first LayerNorms and the reshape and
-    transpose of a patch embedding (``stream.py``): no layout change of the group."""
-    return frozenset(n for d, _ in group
-                     for n in inside_norm(d.target) + patch_embedding(d.target))
+    """The nodes computed inside the group's channels-first LayerNorms, the reshape and
+    transpose of a patch embedding and the permutes of a channels-last detour
+    (``stream.py``): no layout change of the group."""
+    return frozenset(n for d, _ in group for n in inside_norm(d.target)
+                     + patch_embedding(d.target) + channels_last_detour(d.target))
+
+
+def _norm_dim(node, internal: frozenset) -> int | None:
+    """The stream dimension a LayerNorm's node normalises: 1 for a channels-last LayerNorm
+    reached through a channels-last detour of an NCHW stream."""
+    detour = channels_last_detour(node)
+    return 1 if detour and detour[0] in internal else norm_dim(node.module)
 
 
 def _channel_dim(dg, group, internal: frozenset = frozenset()) -> int | None:
@@ -374,6 +383,8 @@ def _channel_dim(dg, group, internal: frozenset = frozenset()) -> int | None:
             h = handler_for(m)
             if h is not None and patch_embedding(dep.target) and dep.target.outputs[0] in internal:
                 dims.add(-1)  # tokens after flatten(2).transpose(1, 2): channels last
+            elif h is not None and set(channels_last_detour(dep.target)) & internal:
+                dims.add(1)  # a Linear writing NHWC, permuted back to the NCHW stream
             elif h is not None:
                 dims.add(h.channel_dim)
             elif isinstance(m, nn.modules.conv._ConvNd):
@@ -445,8 +456,9 @@ def _stream_group(dg, root: nn.Module, group, ignored, claimed):
     reason = _group_problem(dg, group, ignored, claimed, stream=True)
     if reason:
         return None, reason
-    channel_dim = _channel_dim(dg, group, _inside_norms(group))
-    dims = {norm_dim(d.target.module) for d, _ in group if d.target.type == OPTYPE.LN}
+    internal = _inside_norms(group)
+    channel_dim = _channel_dim(dg, group, internal)
+    dims = {_norm_dim(d.target, internal) for d, _ in group if d.target.type == OPTYPE.LN}
     if channel_dim is None or dims != {channel_dim}:
         return None, ("does not hold its channels in the dimension every LayerNorm normalises "
                       "(the last one, or the first after the batch for a channels-first one)")

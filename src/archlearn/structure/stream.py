@@ -23,6 +23,10 @@ of its own. Such a LayerNorm is masked over dimension 1 (:func:`norm_dim`), the 
 layer norm inside its forward belong to it (:func:`inside_norm`), and a one-dimensional free
 parameter of the stream loses the entries of the removed dimensions with it.
 
+Larger ConvNeXts (timm's convnext_tiny) leave the NCHW stream in every block for a
+channels-last LayerNorm and Linear MLP and come back (:func:`channels_last_detour`): that
+LayerNorm is masked over its own last dimension, the stream's channels.
+
 A ViT's stream starts at its patch embedding, a convolution whose output is flattened and
 transposed into tokens (:func:`patch_embedding`), then joined by a class token (a free
 parameter expanded over the batch and concatenated along the tokens) and a position embedding
@@ -129,6 +133,34 @@ def patch_embedding(node: Any) -> list[Any]:
     # negative dims are stored as unsigned 64-bit integers
     dims = {d - 2**64 if isinstance(d, int) and d >= 2**63 else d for d in dims}
     return [flat, swap] if dims in ({1, 2}, {1, -1}) else []
+
+
+_TO_LAST, _TO_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _permutes(node: Any, dims: tuple[int, ...]) -> bool:
+    if node.type != OPTYPE.ELEMENTWISE or op_name(node.grad_fn) != "Permute":
+        return False
+    saved = tuple(getattr(node.grad_fn, "_saved_dims", ()))
+    # negative dims are stored as unsigned 64-bit integers
+    return tuple((d - 2**64 if d >= 2**63 else d) % 4 for d in saved) == dims
+
+
+def channels_last_detour(node: Any) -> list[Any]:
+    """The permute around a channels-last stretch of an NCHW stream (the blocks of timm's
+    ConvNeXt-T and larger: ``permute(0, 2, 3, 1) -> LayerNorm -> Linear ... Linear ->
+    permute(0, 3, 1, 2)``), or ``[]``: for a channels-last LayerNorm's node the permute feeding
+    it, for a Linear's node the permute its output goes through.
+
+    Such a LayerNorm normalises the NCHW stream's channels, and such a Linear writes them.
+    """
+    if node.type == OPTYPE.LN and norm_dim(node.module) == -1 and len(node.inputs) == 1:
+        before = node.inputs[0]
+        return [before] if _permutes(before, _TO_LAST) and len(before.outputs) == 1 else []
+    if node.type == OPTYPE.LINEAR and len(node.outputs) == 1:
+        after = node.outputs[0]
+        return [after] if _permutes(after, _TO_FIRST) else []
+    return []
 
 
 def parameter_problem(param: Any, pruning_dim: int | None,
@@ -313,5 +345,5 @@ def _prune_parameter(model: nn.Module, dg: Any, dep: Any, idxs: Any) -> None:
 
 
 __all__ = ["PaddedLayerNorm", "StreamLayout", "embedding_problem", "inside_norm",
-           "masked_layer_norm", "norm_dim", "norm_problem", "parameter_problem",
-           "patch_embedding", "prune_stream"]
+           "channels_last_detour", "masked_layer_norm", "norm_dim", "norm_problem",
+           "parameter_problem", "patch_embedding", "prune_stream"]
