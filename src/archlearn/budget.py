@@ -42,13 +42,13 @@ gradient *ascent* (Adam with ``maximize=True``, as CoFi's negative learning rate
 step: ``lambda1`` rises while the cost is above the target and falls, below zero if need be,
 while it is under it, so the penalty pushes the cost *up* again instead of letting it collapse;
 ``lambda2`` only grows and stiffens the pull toward ``t`` from both sides. Two changes of ours:
-a cost within 2% under the target counts as on it (the landing's tolerance; Adam would move
-the multipliers at full speed for a gap of 0.1%), and ``lambda1`` restarts from 0 where the
-cost crosses the target (anti-windup: it integrated the gap all the way down, and the gates'
-lag carried the cost 13% under the target while it unwound; with the restart, 4%: l0 on an MLP
-for digits, 40% of the MACs, ``tests/test_lagrangian.py``). A unit's gate then
-moves by its own balance of task gradient against ``lambda`` times what it costs, not all gates
-at the optimiser's rate.
+the multipliers hold while the cost is within 2% under the target (the landing's tolerance;
+Adam would move them at full speed for a gap of 0.1%), and ``lambda1`` restarts from 0 where
+the cost crosses the target (anti-windup: it integrated the gap all the way down, and the
+gates' lag carried the cost 13% under the target while it unwound; with the restart, 4%: l0
+with gate lr 0.1 on an MLP for digits, 40% of the MACs, ``tests/test_lagrangian.py``). A
+unit's gate then moves by its own balance of task gradient against ``lambda`` times what it
+costs, not all gates at the optimiser's rate.
 
 With ``attach(..., init=...)`` (learning from a decision, ``structure/start.py``) the target
 schedule starts from the cost of that decision instead of the full model's (``begin``).
