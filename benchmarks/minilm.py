@@ -4,20 +4,21 @@
     python -m benchmarks.minilm latency    # re-time the architectures -> minilm_latency.json
 
 The first runs ``archlearn run minilm-distill`` (``archlearn.jobs.minilm_distill``) with its
-defaults for each seed: archlearn's shrunk MiniLM, the first 3 and first 4 layers, Torch-Pruning
-at archlearn's MACs and the original, each distilled with the same batches, steps and loss, and
-scored once on the test sentences. It records per seed and as means: MACs, parameters, mean
+defaults for each seed: the one-shot compression archlearn starts from (``oneshot``, not
+distilled), archlearn's shrunk MiniLM and its int8 version, the first 3 and first 4 layers, Torch-
+Pruning at archlearn's MACs and the original, each distilled with the same batches, steps and loss,
+and scored once on the test sentences. It records per seed and as means: MACs, parameters, mean
 cosine and top-10 neighbour agreement with the teacher, and per seed whether archlearn's figure
-beats each baseline's. The seeds run one after the other and the JSON is rewritten after each
-(a cut-short run keeps its finished seeds, and says how many). Models and per-seed files go
-under ``--work`` (not committed). The job's own latency figures are taken on whatever machine
-runs it (few rounds here); RESULTS.md publishes only the second command's.
+beats each baseline's. The seeds run one after the other and the JSON is rewritten after each (a
+cut-short run keeps its finished seeds, and says how many). Models and per-seed files go under
+``--work`` (not committed). The job's own latency figures are taken on whatever machine runs it
+(few rounds here); RESULTS.md publishes only the second command's.
 
 The second needs only that JSON: it rebuilds every architecture of every seed (the original
-weights, the recorded heads and FFN widths per layer, or the first k layers; latency depends on
-shapes, not on trained values) and times them together (``compare_latency``: interleaved
-rounds, fixed threads, median and quartiles) at batch 32 x 128 and 1 x 128 tokens. Timings
-are only meaningful on a quiet machine: run it alone.
+weights, the recorded heads and FFN widths per layer, or the first k layers, quantized where the
+row is int8; latency depends on shapes, not on trained values) and times them together
+(``compare_latency``: interleaved rounds, fixed threads, median and quartiles) at batch 32 x 128
+and 1 x 128 tokens. Timings are only meaningful on a quiet machine: run it alone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from archlearn.provenance import add_allow_dirty
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "minilm.json"
 LATENCY_OUT = RESULTS / "minilm_latency.json"
-BASELINES = ("first-3-layers", "first-4-layers", "torch-pruning")
+BASELINES = ("oneshot", "first-3-layers", "first-4-layers", "torch-pruning")
 FIGURES = ("cosine", "topk_agreement")
 
 
@@ -107,7 +108,9 @@ def run_latency(args) -> None:
     for r in recorded["runs"]:
         for name, row in r["rows"].items():
             if name != "original":
-                models[f"{name} seed {r['seed']}"] = rebuild(row, original, example).eval()
+                model = rebuild(row, original, example).eval()
+                models[f"{name} seed {r['seed']}"] = evaluate.int8(model) if row.get(
+                    "int8") else model
     start = time.perf_counter()
     timing = evaluate.latency(models, rounds=args.rounds, threads=args.threads)
     command = "python -m benchmarks.minilm " + " ".join(sys.argv[1:])
