@@ -5,14 +5,14 @@
 
 The first runs ``archlearn run minilm-distill`` (``archlearn.jobs.minilm_distill``) with its
 defaults for each seed: the one-shot compression archlearn starts from (``oneshot``, not
-distilled), archlearn's shrunk MiniLM and its int8 version, the first 3 and first 4 layers, Torch-
-Pruning at archlearn's MACs and the original, each distilled with the same batches, steps and loss,
-and scored once on the test sentences. It records per seed and as means: MACs, parameters, mean
-cosine and top-10 neighbour agreement with the teacher, and per seed whether archlearn's figure
-beats each baseline's. The seeds run one after the other and the JSON is rewritten after each (a
-cut-short run keeps its finished seeds, and says how many). Models and per-seed files go under
-``--work`` (not committed). The job's own latency figures are taken on whatever machine runs it
-(few rounds here); RESULTS.md publishes only the second command's.
+distilled), archlearn's shrunk MiniLM and its int8 version, the first 3 and first 4 layers,
+Torch-Pruning at archlearn's MACs and the original, each distilled with the same batches, steps and
+loss, and scored once on the test sentences. It records per seed and as means: MACs, parameters,
+mean cosine and top-10 neighbour agreement with the teacher, and per seed whether archlearn's
+figure beats each baseline's. The seeds run one after the other and the JSON is rewritten after
+each (a cut-short run keeps its finished seeds, and says how many). Models and per-seed files go
+under ``--work`` (not committed). The job's own latency figures are taken on whatever machine runs
+it (few rounds here); RESULTS.md publishes only the second command's.
 
 The second needs only that JSON: it rebuilds every architecture of every seed (the original
 weights, the recorded heads and FFN widths per layer, or the first k layers, quantized where the
