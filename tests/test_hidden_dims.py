@@ -304,3 +304,33 @@ def test_pretrained_minilm_hidden_dims_shrink_exactly(tmp_path):
                                    tmp_path / "saved")
     assert small.embeddings.word_embeddings.weight.shape == (30522, kept) and kept < 384
     assert sum(p.numel() for p in small.parameters()) < 0.8 * full
+
+
+def _hf_convnext():
+    torch.manual_seed(0)
+    return T.ConvNextForImageClassification(T.ConvNextConfig(
+        hidden_sizes=[16, 24, 32, 40], depths=[2, 1, 1, 1], num_labels=3))
+
+
+def test_transformers_convnext_stages_are_hidden_streams(tmp_path):
+    """transformers' ConvNeXt: ConvNextLayerNorm by its data_format, the channels-last blocks
+    (layer scale before the permute back) and the final LayerNorm of the pooled (N, C) stream;
+    exact with trained-looking norms and layer scales (not ones and 1e-6)."""
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = _hf_convnext()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and ("layernorm" in name or "layer_scale" in name):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+    learner = al.attach(model, x, total_steps=10)
+    hidden = [g for g in learner.groups if g.kind == "hidden"]
+    assert len(hidden) == 4 and not learner.skipped, learner.skipped
+    assert "convnext.layernorm" in hidden[-1].stream.norms
+    assert coverage(learner)["channels"] == 1.0
+    random_gates(learner, torch.Generator().manual_seed(0), all_off=None)
+    kept = int((learner.method.gate(learner.groups.index(hidden[0])) != 0).sum())
+    small = assert_shrinks_exactly(learner, _hf_convnext, x, tmp_path)
+    stage = small.convnext.encoder.stages[0]
+    assert 0 < kept < 16 and stage.layers[1].layer_scale_parameter.shape == (kept,)
+    assert small.convnext.embeddings.layernorm.normalized_shape == (kept,)

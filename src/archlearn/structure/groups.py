@@ -60,6 +60,7 @@ from archlearn.structure.stream import (
     norm_dim,
     parameter_problem,
     patch_embedding,
+    pooled_to_channels,
 )
 from archlearn.structure.stream import norm_problem as ln_problem
 
@@ -365,9 +366,11 @@ def _inside_norms(group) -> frozenset:
 
 def _norm_dim(node, internal: frozenset) -> int | None:
     """The stream dimension a LayerNorm's node normalises: 1 for a channels-last LayerNorm
-    reached through a channels-last detour of an NCHW stream."""
+    reached through a channels-last detour of an NCHW stream or reading it pooled to (N, C)."""
     detour = channels_last_detour(node)
-    return 1 if detour and detour[0] in internal else norm_dim(node.module)
+    if (detour and detour[0] in internal) or pooled_to_channels(node):
+        return 1
+    return norm_dim(node.module)
 
 
 def _channel_dim(dg, group, internal: frozenset = frozenset()) -> int | None:

@@ -25,7 +25,8 @@ parameter of the stream loses the entries of the removed dimensions with it.
 
 Larger ConvNeXts (timm's convnext_tiny) leave the NCHW stream in every block for a
 channels-last LayerNorm and Linear MLP and come back (:func:`channels_last_detour`): that
-LayerNorm is masked over its own last dimension, the stream's channels.
+LayerNorm is masked over its own last dimension, the stream's channels; so is a LayerNorm of
+the stream pooled to ``(N, C)`` (:func:`pooled_to_channels`).
 
 A ViT's stream starts at its patch embedding, a convolution whose output is flattened and
 transposed into tokens (:func:`patch_embedding`), then joined by a class token (a free
@@ -75,11 +76,14 @@ class StreamLayout:
 # NCHW tensor permuted to channels-last and back
 _CHANNELS_LAST = frozenset({("timm.layers.norm", "LayerNorm")})
 _CHANNELS_FIRST = frozenset({("timm.layers.norm", "LayerNorm2d")})
+# either, by its ``data_format`` (transformers' ConvNeXt: permute, nn.LayerNorm, permute back)
+_BY_FORMAT = frozenset({("transformers.models.convnext.modeling_convnext", "ConvNextLayerNorm")})
 
 
 def norm_dim(module: Any) -> int | None:
     """The input dimension a stream's LayerNorm normalises: -1 (``nn.LayerNorm``, timm's
-    ``LayerNorm``), 1 (timm's channels-first ``LayerNorm2d``), or None (any other forward).
+    ``LayerNorm``), 1 (timm's channels-first ``LayerNorm2d``, transformers' ``ConvNextLayerNorm``
+    with ``data_format="channels_first"``), or None (any other forward).
 
     >>> norm_dim(nn.LayerNorm(4)), norm_dim(nn.BatchNorm1d(4))
     (-1, None)
@@ -91,6 +95,9 @@ def norm_dim(module: Any) -> int | None:
         return -1
     if (owner.__module__, owner.__qualname__) in _CHANNELS_FIRST:
         return 1
+    if (owner.__module__, owner.__qualname__) in _BY_FORMAT:
+        fmt = getattr(module, "data_format", None)
+        return {"channels_last": -1, "channels_first": 1}.get(fmt)  # type: ignore[arg-type]
     return None
 
 
@@ -159,8 +166,35 @@ def channels_last_detour(node: Any) -> list[Any]:
         return [before] if _permutes(before, _TO_LAST) and len(before.outputs) == 1 else []
     if node.type == OPTYPE.LINEAR and len(node.outputs) == 1:
         after = node.outputs[0]
+        while _scales(after):  # transformers' ConvNeXt: layer scale before the permute
+            after = after.outputs[0]
         return [after] if _permutes(after, _TO_FIRST) else []
     return []
+
+
+def pooled_to_channels(node: Any) -> bool:
+    """A channels-last LayerNorm's node whose input is an NCHW stream pooled to ``(N, C)``
+    (``x.mean([-2, -1])``, transformers' ConvNeXt): its last dimension is the channels."""
+    if node.type != OPTYPE.LN or norm_dim(node.module) != -1 or len(node.inputs) != 1:
+        return False
+    fn = node.inputs[0].grad_fn
+    sizes = getattr(fn, "_saved_self_sym_sizes", None)
+    dims = getattr(fn, "_saved_dim", None)
+    if op_name(fn) not in ("Mean", "Sum", "Amax") or sizes is None or dims is None or getattr(
+            fn, "_saved_keepdim", True):
+        return False
+    rank = len(sizes)
+    dims = dims if isinstance(dims, (tuple, list)) else [dims]
+    # negative dims are stored as unsigned 64-bit integers
+    return rank > 2 and {(d - 2**64 if d >= 2**63 else d) % rank for d in dims} == set(
+        range(2, rank))
+
+
+def _scales(node: Any) -> bool:
+    """A product with a free parameter (a layer scale), with one output."""
+    return (node.type == OPTYPE.ELEMENTWISE and op_name(node.grad_fn) == "Mul"
+            and len(node.outputs) == 1
+            and any(i.type == OPTYPE.PARAMETER for i in node.inputs))
 
 
 def parameter_problem(param: Any, pruning_dim: int | None,
@@ -346,4 +380,4 @@ def _prune_parameter(model: nn.Module, dg: Any, dep: Any, idxs: Any) -> None:
 
 __all__ = ["PaddedLayerNorm", "StreamLayout", "embedding_problem", "inside_norm",
            "channels_last_detour", "masked_layer_norm", "norm_dim", "norm_problem",
-           "parameter_problem", "patch_embedding", "prune_stream"]
+           "parameter_problem", "patch_embedding", "pooled_to_channels", "prune_stream"]
