@@ -4,6 +4,7 @@ refusal to write benchmarks/results/ from a dirty tree."""
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,15 @@ def test_a_result_records_commit_tree_versions_command_and_source_hashes():
     assert "src/archlearn/provenance.py" in files and "benchmarks/report.py" in files
     # the files this process imported, not the whole package
     assert p["sources"]["scope"] == prov.LOADED and set(files) == set(prov.loaded_files())
-    never_imported = set(prov.package_files(report.ROOT)) - set(files)
-    assert "src/archlearn/jobs/minilm_distill/baselines.py" in never_imported
+    # in a fresh interpreter (this one may have imported every module by now), a module the run
+    # never imported is not among its sources
+    code = ("import archlearn.provenance as p, benchmarks.report; "
+            "files = p.provenance('x')['sources']['files']; "
+            "print('src/archlearn/jobs/minilm_distill/baselines.py' in files, "
+            "'src/archlearn/provenance.py' in files)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=report.ROOT, timeout=300, check=True).stdout.split()
+    assert out == ["False", "True"], out
     assert all(len(h) == prov.HASH_CHARS for h in files.values())
     assert isinstance(p["sources"]["changed_during_run"], list)
     json.dumps(p)  # it goes into a JSON file as it is
@@ -264,21 +272,25 @@ def test_budgets_merge_keeps_every_runs_provenance(checkout, tmp_path, monkeypat
     assert report.stale_reasons(only_current, root=checkout) == []
 
 
-def test_modules_a_worker_imported_count_as_the_runs(monkeypatch):
-    import pkgutil
-    import sys
-
-    from benchmarks import parallel
-
-    monkeypatch.setattr(prov, "_WORKERS", {})
-    # a module of the package that this process has not imported: the worker imports it
-    name = next(m for m in ("archlearn.fidelity", "archlearn.metrics", "archlearn.runs",
-                            "archlearn.config", "archlearn.cli") if m not in sys.modules)
-    path = "src/" + name.replace(".", "/") + ".py"
-    assert path not in prov.source_record()["files"]
-    done = list(parallel.completed(pkgutil.resolve_name, [f"{name}:__name__"], 1))
-    assert done == [(f"{name}:__name__", name)]
-    record = prov.source_record()
-    assert record["files"][path] == prov.file_hash(report.ROOT / path)
-    assert path not in record["changed_during_run"]
+def test_modules_a_worker_imported_count_as_the_runs():
+    # in a fresh interpreter: this one may have imported every module of the package by now
+    code = """
+import pkgutil, sys
+import archlearn.provenance as prov
+from benchmarks import parallel, report
+name = "archlearn.fidelity"
+assert name not in sys.modules, "imported already"
+path = "src/archlearn/fidelity.py"
+assert path not in prov.source_record()["files"]
+done = list(parallel.completed(pkgutil.resolve_name, [name + ":__name__"], 1))
+assert done == [(name + ":__name__", name)], done
+assert name not in sys.modules  # only the worker imported it
+record = prov.source_record()
+assert record["files"][path] == prov.file_hash(report.ROOT / path)
+assert path not in record["changed_during_run"]
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=report.ROOT, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
