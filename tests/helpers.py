@@ -112,3 +112,14 @@ def assert_shrinks_exactly(learner, build, x: torch.Tensor, tmp_path=None) -> nn
             for a, b in zip(shrunk, flatten_tensors(loaded(x))):
                 assert torch.allclose(a, b, atol=1e-6)
     return small
+
+
+def sgd_steps(learner, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """``steps`` plain SGD steps on cross entropy plus the learner's penalty (lr 0.05)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(x), y) + learner.penalty()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        learner.step()

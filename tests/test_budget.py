@@ -4,6 +4,7 @@ import io
 
 import pytest
 import torch
+from helpers import sgd_steps
 from torch import nn
 
 import archlearn as al
@@ -118,20 +119,11 @@ def test_cost_weighted_penalty_charges_a_unit_what_it_costs():
 def test_budget_state_round_trips_through_a_checkpoint():
     x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
 
-    def run(learner, model, steps):
-        opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        for _ in range(steps):
-            loss = nn.functional.cross_entropy(model(x), y) + learner.penalty()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            learner.step()
-
     torch.manual_seed(0)
     model = models.mlp(64, [16, 12], 10)
     kw = {"budget": {"macs": 0.4}, "total_steps": 20, "lr": 0.05}
     learner = al.attach(model, x[:1], **kw)
-    run(learner, model, 8)
+    sgd_steps(learner, model, x, y, 8)
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "learner": learner.state_dict()}, buffer)
     buffer.seek(0)
@@ -141,8 +133,8 @@ def test_budget_state_round_trips_through_a_checkpoint():
     other = al.attach(clone, x[:1], **kw)
     other.load_state_dict(state["learner"])
     assert other.method.budget.multiplier == learner.method.budget.multiplier
-    run(learner, model, 12)
-    run(other, clone, 12)
+    sgd_steps(learner, model, x, y, 12)
+    sgd_steps(other, clone, x, y, 12)
     assert [d.scale.tolist() for d in learner.decisions()] == [
         d.scale.tolist() for d in other.decisions()]
     assert learner.architecture()["budget"] == other.architecture()["budget"]

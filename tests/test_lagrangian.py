@@ -4,6 +4,7 @@ import io
 
 import pytest
 import torch
+from helpers import sgd_steps
 from torch import nn
 
 import archlearn as al
@@ -123,21 +124,12 @@ def test_the_controller_is_validated():
 def test_lagrangian_state_round_trips_through_a_checkpoint():
     x, y = torch.randn(32, 16), torch.randint(0, 4, (32,))
 
-    def run(learner, model, steps):
-        opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        for _ in range(steps):
-            loss = nn.functional.cross_entropy(model(x), y) + learner.penalty()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            learner.step()
-
     torch.manual_seed(0)
     model = models.mlp(16, [12, 8], 4)
     kw = {"method": "l0", "budget": {"macs": 0.4}, "total_steps": 30, "lr": 0.1, "seed": 0,
           "controller": "lagrangian"}
     learner = al.attach(model, x[:1], **kw)
-    run(learner, model, 10)
+    sgd_steps(learner, model, x, y, 10)
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "learner": learner.state_dict()}, buffer)
     buffer.seek(0)
@@ -147,7 +139,7 @@ def test_lagrangian_state_round_trips_through_a_checkpoint():
     other = al.attach(clone, x[:1], **kw)
     other.load_state_dict(state["learner"])
     assert torch.equal(other.method.budget.lambdas, learner.method.budget.lambdas)
-    run(learner, model, 10)
-    run(other, clone, 10)
+    sgd_steps(learner, model, x, y, 10)
+    sgd_steps(other, clone, x, y, 10)
     assert torch.equal(other.method.budget.lambdas, learner.method.budget.lambdas)
     assert torch.equal(other.method.log_alpha[0], learner.method.log_alpha[0])
