@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-ORDER = ("original", "archlearn", "first-3-layers", "first-4-layers", "torch-pruning")
+# the one-shot start (al.compress, not distilled) and the int8 row (archlearn's model with dynamic
+# int8 Linear layers) beside the distilled models, where a run has them
+ORDER = ("original", "oneshot", "archlearn", "archlearn-int8", "first-3-layers", "first-4-layers",
+         "torch-pruning")
 
 
 def _load(name: str) -> dict | None:
