@@ -123,3 +123,22 @@ def sgd_steps(learner, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps
         loss.backward()
         opt.step()
         learner.step()
+
+
+def resumed_copy(learner, model: nn.Module, build, x: torch.Tensor, **attach):
+    """A fresh ``build()`` attached with ``attach`` and loaded from a checkpoint of ``model``
+    and ``learner`` written to bytes (``weights_only``, as a user resumes):
+    ``(learner, model)``."""
+    import io
+
+    import archlearn as al
+
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "learner": learner.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    clone = build()
+    clone.load_state_dict(state["model"])
+    other = al.attach(clone, x[:1], **attach)
+    other.load_state_dict(state["learner"])
+    return other, clone

@@ -1,10 +1,9 @@
 """Budgets: validation, the controller's landing, cost-weighted penalties, checkpoints."""
 
-import io
 
 import pytest
 import torch
-from helpers import sgd_steps
+from helpers import resumed_copy, sgd_steps
 from torch import nn
 
 import archlearn as al
@@ -124,14 +123,7 @@ def test_budget_state_round_trips_through_a_checkpoint():
     kw = {"budget": {"macs": 0.4}, "total_steps": 20, "lr": 0.05}
     learner = al.attach(model, x[:1], **kw)
     sgd_steps(learner, model, x, y, 8)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "learner": learner.state_dict()}, buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
-    clone = models.mlp(64, [16, 12], 10)
-    clone.load_state_dict(state["model"])
-    other = al.attach(clone, x[:1], **kw)
-    other.load_state_dict(state["learner"])
+    other, clone = resumed_copy(learner, model, lambda: models.mlp(64, [16, 12], 10), x, **kw)
     assert other.method.budget.multiplier == learner.method.budget.multiplier
     sgd_steps(learner, model, x, y, 12)
     sgd_steps(other, clone, x, y, 12)

@@ -1,10 +1,9 @@
 """CoFi's Lagrangian as the budget's controller (``attach(..., controller="lagrangian")``)."""
 
-import io
 
 import pytest
 import torch
-from helpers import sgd_steps
+from helpers import resumed_copy, sgd_steps
 from torch import nn
 
 import archlearn as al
@@ -130,14 +129,7 @@ def test_lagrangian_state_round_trips_through_a_checkpoint():
           "controller": "lagrangian"}
     learner = al.attach(model, x[:1], **kw)
     sgd_steps(learner, model, x, y, 10)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "learner": learner.state_dict()}, buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
-    clone = models.mlp(16, [12, 8], 4)
-    clone.load_state_dict(state["model"])
-    other = al.attach(clone, x[:1], **kw)
-    other.load_state_dict(state["learner"])
+    other, clone = resumed_copy(learner, model, lambda: models.mlp(16, [12, 8], 4), x, **kw)
     assert torch.equal(other.method.budget.lambdas, learner.method.budget.lambdas)
     sgd_steps(learner, model, x, y, 10)
     sgd_steps(other, clone, x, y, 10)
