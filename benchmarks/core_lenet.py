@@ -101,8 +101,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     splits = data.load("mnist5k")
     cost = overhead(splits)
-    cost["command"] = (f"python -m benchmarks.core_lenet --overhead-only --threads {args.threads}"
-                       if args.overhead_only else "python -m benchmarks.core_lenet")
+    command = (f"python -m benchmarks.core_lenet --overhead-only --threads {args.threads}"
+               if args.overhead_only else "python -m benchmarks.core_lenet")
+    cost["command"] = command
+    cost["provenance"] = provenance(command, splits, threads=args.threads)
     write_json(RESULTS / "core_overhead.json", cost)
     print(cost)
     if args.overhead_only:

@@ -24,11 +24,15 @@ def section(path: Path = RESULTS) -> str:
     out = ["\n## Real architectures: what is gated, what is skipped and why\n\n"]
     if not path.exists():
         return "".join(out) + "_Not run yet: `python -m benchmarks.zoo`._\n"
-    from benchmarks.report import stale
+    from benchmarks.report import setup, stale
 
     r = json.loads(path.read_text())
     p = r["provenance"]
     out.append(stale(r, "zoo.json"))
+    out.append(setup(p, seeds=f"one initialisation per model (n={p['repeats']} interleaved "
+                     "timing repeats per row, median and range)", data="none read (random "
+                     "224x224 images and 128-token inputs)",
+                     figures="shares counted on the models themselves, no split involved"))
     dirty = " + local changes" if p["git"]["dirty"] else ""
     # timm and torchvision joined the zoo later: older results files have no version for them
     libraries = "".join(f", {lib} {p[lib]}" for lib in ("timm", "torchvision") if lib in p)
