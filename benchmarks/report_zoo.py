@@ -29,7 +29,7 @@ def section(path: Path = RESULTS) -> str:
     r = json.loads(path.read_text())
     p = r["provenance"]
     out.append(stale(r, "zoo.json"))
-    out.append(setup(p, seeds=f"one initialisation per model (n={p['repeats']} interleaved "
+    out.append(setup(p, seeds=f"one seed (the default initialisation; n={p['repeats']} interleaved "
                      "timing repeats per row, median and range)", data="none read (random "
                      "224x224 images and 128-token inputs)",
                      figures="shares counted on the models themselves, no split involved"))

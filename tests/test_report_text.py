@@ -126,8 +126,7 @@ def test_a_row_of_one_seed_shows_n1_and_no_spread(monkeypatch, tmp_path):
 
 
 def test_every_section_states_seeds_epochs_split_and_n():
-    from benchmarks import (report_compress, report_methods, report_minilm, report_seeds,
-                            report_zoo)
+    from benchmarks import report_compress, report_methods, report_minilm, report_seeds, report_zoo
 
     renderers = {report.core_demo: 1, report.user_loop: 1, report.peers: 1,
                  report.paper_section: 7, report.structure_section: 2,
