@@ -165,7 +165,7 @@ class L0(Method[L0Options]):
         # sigmoid(log_alpha - beta log(-gamma/zeta)) mirrored, so the expected cost starts at
         # the decision's (kept units alone overstate it by 2%, the budget's tolerance)
         shift = o.beta * math.log(-o.gamma / o.zeta)
-        off = -(on - shift) + shift
+        off = 2 * shift - on
         with torch.no_grad():
             for la, a in zip(self.log_alpha, alive):
                 la.copy_(torch.where(a > 0, torch.full_like(la, on), torch.full_like(la, off)))
@@ -174,7 +174,7 @@ class L0(Method[L0Options]):
         # the budget's controller reads the expected cost (P(gate != 0) per unit), as CoFi's
         # Lagrangian does: it moves with log_alpha at once, where the eval gate's zeros come
         # only after log_alpha has travelled from its start to the threshold
-        return self.prob_nonzero(i).detach()
+        return self.expected_alive(i).detach()
 
     def extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -67,24 +67,33 @@ def load_minilm(attn_implementation: str = "sdpa", cache: str | os.PathLike | No
     >>> sum(p.numel() for p in model.parameters())  # doctest: +SKIP
     22713216
     """
+    return _bert_model(minilm_dir(cache), attn_implementation)
+
+
+def _bert_model(folder: Path, attn_implementation: str):
+    """transformers' ``BertModel`` from a local folder (safetensors only: no pickle)."""
     torchvision_importable()  # transformers imports torchvision where it is installed
     try:
         from transformers import BertModel
     except ImportError:
-        raise ArchlearnError("loading MiniLM needs transformers: pip install "
+        raise ArchlearnError("loading a BERT encoder needs transformers: pip install "
                              "'archlearn[hf]'") from None
-    return BertModel.from_pretrained(str(minilm_dir(cache)), local_files_only=True,
+    return BertModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
                                      attn_implementation=attn_implementation)
 
 
 def load_tokenizer(cache: str | os.PathLike | None = None):
     """The model's fast tokenizer (``tokenizers`` reads ``tokenizer.json``; no download)."""
+    return _tokenizer(minilm_dir(cache))
+
+
+def _tokenizer(folder: Path):
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise ArchlearnError("the MiniLM tokenizer needs tokenizers: pip install "
+        raise ArchlearnError("a BERT encoder's tokenizer needs tokenizers: pip install "
                              "'archlearn[hf]'") from None
-    return Tokenizer.from_file(str(minilm_dir(cache) / "tokenizer.json"))
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
 
 
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json")
@@ -113,13 +122,5 @@ def load_encoder_dir(folder: str | os.PathLike, attn_implementation: str = "sdpa
     if kind != "bert":
         raise ArchlearnError(f"{path} holds a {kind!r} model; this takes BERT encoders "
                              "(config.json model_type 'bert')")
-    torchvision_importable()  # transformers imports torchvision where it is installed
-    try:
-        from tokenizers import Tokenizer
-        from transformers import BertModel
-    except ImportError:
-        raise ArchlearnError("loading a BERT encoder needs transformers and tokenizers: pip "
-                             "install 'archlearn[hf]'") from None
-    model = BertModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
-                                      attn_implementation=attn_implementation)
-    return model, Tokenizer.from_file(str(path / "tokenizer.json"))
+    model = _bert_model(path, attn_implementation)
+    return model, _tokenizer(path)
