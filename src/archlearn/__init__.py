@@ -11,27 +11,32 @@ True
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from archlearn import methods
 from archlearn.errors import ArchlearnError
-from archlearn.io import load, save
-from archlearn.learner import Learner, attach, method_names
-from archlearn.structure.measure import measure
 
 if TYPE_CHECKING:
-    from archlearn import graphs, prune
+    from archlearn import graphs, methods, prune
     from archlearn.compression import compress
     from archlearn.distillation import distill
     from archlearn.integrations.onnx import export_onnx
+    from archlearn.io import load, save
+    from archlearn.learner import Learner, attach, method_names
+    from archlearn.structure.measure import measure
 
 __version__ = "0.1.0"
 
-# Imported on first use (PEP 562): a training run never loads the one-shot compressor, the
-# sparse-graph tools or the ONNX export, so a result's provenance (the hashes of the files a
-# run imported) does not go stale when only those change, and `import archlearn` stays light.
+# Imported on first use (PEP 562): a run imports only what it calls (a graph experiment never
+# loads the learner, a training run never the one-shot compressor), so a result's provenance,
+# the hashes of the files a run imported, goes stale only when those change; and
+# `import archlearn` stays light for the CLI.
 _LAZY = {"compress": ("archlearn.compression", "compress"),
          "distill": ("archlearn.distillation", "distill"),
          "export_onnx": ("archlearn.integrations.onnx", "export_onnx"),
-         "graphs": ("archlearn.graphs", None), "prune": ("archlearn.prune", None)}
+         "load": ("archlearn.io", "load"), "save": ("archlearn.io", "save"),
+         "Learner": ("archlearn.learner", "Learner"), "attach": ("archlearn.learner", "attach"),
+         "method_names": ("archlearn.learner", "method_names"),
+         "measure": ("archlearn.structure.measure", "measure"),
+         "graphs": ("archlearn.graphs", None), "methods": ("archlearn.methods", None),
+         "prune": ("archlearn.prune", None)}
 
 
 def __getattr__(name: str) -> Any:
@@ -42,6 +47,8 @@ def __getattr__(name: str) -> Any:
     value = value if attr is None else getattr(value, attr)
     globals()[name] = value
     return value
+
+
 __all__ = [
     "ArchlearnError",
     "Learner",

@@ -19,8 +19,6 @@ import torch
 from torch import nn
 
 from archlearn.errors import ArchlearnError
-from archlearn.structure.measure import count_params
-from archlearn.structure.shrink import RECIPE_FORMAT, apply_recipe
 
 WEIGHTS, RECIPE = "model.safetensors", "recipe.json"
 
@@ -94,6 +92,11 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
     >>> sorted(p.name for p in d.iterdir())
     ['model.safetensors', 'recipe.json']
     """
+    # the structure package is imported here, not at the top: benchmarks import this module for
+    # write_json, and their provenance (the files a run imported) should not name shrink/measure
+    from archlearn.structure.measure import count_params
+    from archlearn.structure.shrink import RECIPE_FORMAT
+
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     recipe = getattr(model, "archlearn_recipe", None) or {
@@ -117,6 +120,8 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     Returns the rebuilt model: a copy of ``model``, which is left untouched, so a failed load
     changes nothing. Raises :class:`ArchlearnError` for a missing, corrupt or mismatched file.
     """
+    from archlearn.structure.shrink import apply_recipe
+
     folder = Path(path)
     try:
         meta = json.loads((folder / RECIPE).read_text())
