@@ -68,6 +68,8 @@ SECTIONS: list[tuple[str, str, str]] = [
      "python -m benchmarks.compare_methods --seeds 3 --epochs 10"),
     ("method_settings.json", "Each method's defaults and variants on digits",
      "python -m benchmarks.method_settings"),
+    ("select_defaults.json", "Method defaults selected on validation",
+     "python -m benchmarks.select_defaults"),
     ("magnitude_stier.json", "Stier et al.: magnitude pruning classes",
      "python -m benchmarks.magnitude_stier --seeds 3 --epochs 100"),
     ("structure_prediction.json", "Paper 3: predicting accuracy from structural features",

@@ -1,7 +1,8 @@
-"""Markdown sections for docs/RESULTS.md: the one comparison and Stier et al.'s magnitude pruning.
+"""Markdown sections for docs/RESULTS.md: the one comparison, the methods' defaults and variants,
+their selection on validation, and Stier et al.'s magnitude pruning.
 
-Numbers come only from ``benchmarks/results/compare_methods.json`` and
-``benchmarks/results/magnitude_stier.json``; ``section()`` returns the Markdown.
+Numbers come only from ``benchmarks/results/compare_methods.json``, ``method_settings.json``,
+``select_defaults.json`` and ``magnitude_stier.json``; ``section()`` returns the Markdown.
 
     python -m benchmarks.report_methods      # prints the sections
 """
@@ -215,9 +216,49 @@ def settings_section(results: Path = RESULTS) -> str:
     return "".join(out)
 
 
+def _split(d: dict) -> str:
+    return f"{d['name']} ({d['train']:,} train / {d['valid']:,} validation)"
+
+
+def _mark(m: dict, variant: str) -> str:
+    marks = [word for word, key in (("default", "default_variant"), ("selected", "selected"))
+             if m[key] == variant]
+    return ", ".join(marks)
+
+
+def defaults_section(results: Path = RESULTS) -> str:
+    """Each method's defaults selected on the validation split (benchmarks/select_defaults.py)."""
+    r = _load(results, "select_defaults.json")
+    out = ["\n## Method defaults selected on validation\n\n"]
+    if r is None:
+        return "".join(out) + _missing("python -m benchmarks.select_defaults")
+    from benchmarks.report import setup, source, stale
+
+    p = r["provenance"]
+    out.append(stale(r, "select_defaults.json"))
+    out.append(setup(p, data=" and ".join(_split(d) for d in p["data"].values()),
+                     figures="figures on the validation split (the test split is not read)"))
+    out.append(f"Command: `{p['command']}` ({source(p)}). " + _prose(p["protocol"]) + "\n\n")
+    out.append("| method | variant | widths per seed | params (mean) | MACs % (mean) | "
+               "validation accuracy % mean (sd) | |\n|---|---|---|---|---|---|---|\n")
+    for method, m in r["methods"].items():
+        for variant, v in m["variants"].items():
+            out.append(f"| {method} | {variant} | {', '.join(v['widths'])} | "
+                       f"{v['params_mean']:,.0f} | {100 * v['macs_fraction_mean']:.1f} | "
+                       f"{_pct(v['accuracy_mean'])} ({_pct(v['accuracy_std'])}) | "
+                       f"{_mark(m, variant)} |\n")
+    out.append("\n" + "".join(
+        f"- {method} ({m['task']}; {m['criterion']}): selected `{m['selected']}`, "
+        + ("the default it ran with" if m["agrees"]
+           else f"the default it ran with was `{m['default_variant']}`") + ".\n"
+        for method, m in r["methods"].items()))
+    return "".join(out)
+
+
 def section(results: Path = RESULTS) -> str:
     """The sections as Markdown, ready to append to docs/RESULTS.md."""
-    return compare_section(results) + settings_section(results) + stier_section(results)
+    return (compare_section(results) + settings_section(results) + defaults_section(results)
+            + stier_section(results))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ TARGETS: dict[str, list[Step]] = {
              ("compare_methods.json",), 9, "wall_seconds 506"),
         Step(("-m", "benchmarks.method_settings"), ("method_settings.json",), 20,
              "no timing recorded; digits (1,797 8x8 images), 3 seeds x 30 epochs per variant"),
+        Step(("-m", "benchmarks.select_defaults"), ("select_defaults.json",), 15,
+             "seconds 805 (load 1.1 on 2 CPUs)"),
         Step(("-m", "benchmarks.magnitude_stier", "--seeds", "3", "--epochs", "100"),
              ("magnitude_stier.json",), 5, "wall_seconds 292"),
     ],
