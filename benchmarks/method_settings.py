@@ -32,10 +32,10 @@ OUT = Path(__file__).parent / "results" / "method_settings.json"
 CMD = "python -m benchmarks.method_settings"
 #: variants the methods' docstrings discuss (label -> options); ``warmup`` is a fraction of the run
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "l0": {"lr=5e-2": {"lr": 5e-2}, "lr=5e-2, droprate_init=0.3": {"lr": 5e-2,
-                                                                   "droprate_init": 0.3}},
-    "diffsparse": {"lam=0": {"lam": 0.0}, "lam=1": {"lam": 1.0}, "lam=10": {"lam": 10.0},
-                   "lam=20": {"lam": 20.0}, "renorm=sum, lam=0": {"renorm": "sum", "lam": 0.0}},
+    "l0": {"lam=1e-2, lr=2e-2": {"lam": 1e-2, "lr": 2e-2},
+           "droprate_init=0.3": {"droprate_init": 0.3}},
+    "diffsparse": {"lam=0": {"lam": 0.0}, "lam=1": {"lam": 1.0}, "lam=5": {"lam": 5.0},
+                   "lam=10": {"lam": 10.0}, "renorm=sum, lam=0": {"renorm": "sum", "lam": 0.0}},
     "slimming": {"scope=layer": {"scope": "layer"}, "freeze=None (no fine-tuning)":
                  {"freeze": None}},
     "switcher": {"warm-up 1 epoch": {"warmup": "1 epoch"}, "warm-up 4 epochs":
