@@ -329,6 +329,24 @@ def test_bert_heads_share_the_stream_scale_with_the_ffn_weighted_by_head_weight(
     assert HEAD_WEIGHT != 1.0
 
 
+
+def test_wide_transformer_ffn_widths_are_aligned_within_the_budget():
+    """A transformer FFN of at least ``WIDE`` units keeps a multiple of ``WIDTH_MULTIPLE``
+    (faster CPU GEMMs); the allocation stays within the budget, and no narrower than before."""
+    from archlearn.compression import WIDE, WIDTH_MULTIPLE, decide
+    from archlearn.compression.calibration import calls
+
+    T = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = T.BertModel(T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=WIDE,
+                                     attn_implementation="sdpa")).eval()
+    decided = decide(model, EXAMPLE, calls(_padded(None)), "macs", 0.5)
+    ffn = [int(a.sum()) for g, a in zip(decided.groups, decided.alive) if g.kind == "channels"]
+    assert ffn and all(w % WIDTH_MULTIPLE == 0 for w in ffn), ffn
+    reached = decided.report()["budget"]["reached"]
+    assert 0.5 - 0.02 <= reached <= 0.5, reached
+
 # --- the taylor score ---------------------------------------------------------------------------
 
 def _shift_net() -> nn.Sequential:
