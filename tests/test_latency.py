@@ -41,8 +41,10 @@ def test_latency_table_is_measured_once_and_weights_wide_layers(tmp_path, monkey
     cost = learner.method.cost
     assert cost.kind == "latency" and cost.full > 0
     wide, narrow = (learner.method.unit_weights(i) for i in range(2))
-    # the 512 units reading 256 inputs take most of the time; 8 units reading 512, little
-    assert float(wide.sum()) > 5 * float(narrow.sum())
+    # the 512 units reading 256 inputs take most of the time (32x the MACs); 8 units reading
+    # 512, little. A timing: measured alone 5-6x, 4.6x once inside the full suite (the narrow
+    # layer's time is mostly per-call overhead), so the margin asserts the order, not a ratio
+    assert float(wide.sum()) > 2 * float(narrow.sum())
     files = list((tmp_path / "archlearn" / "latency").glob("*.json"))
     assert len(files) == 1
 
