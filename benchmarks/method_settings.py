@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 import archlearn as al
 from archlearn import ArchlearnError, data, models
@@ -27,6 +26,7 @@ from archlearn.io import write_json
 from archlearn.methods import names
 from archlearn.metrics import accuracy
 from archlearn.provenance import add_allow_dirty, provenance
+from benchmarks.select_defaults import train  # the same user loop as the selection
 
 OUT = Path(__file__).parent / "results" / "method_settings.json"
 CMD = "python -m benchmarks.method_settings"
@@ -54,15 +54,7 @@ def run(method: str, options: dict, splits, seed: int, epochs: int, bn: bool) ->
         options["warmup"] = int(options["warmup"].split()[0]) / epochs
     learner = al.attach(model, splits.train.tensors[0][:1], method=method,
                         total_steps=epochs * len(loader), steps_per_epoch=len(loader), **options)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        model.train()
-        for x, y in loader:
-            loss = nn.functional.cross_entropy(model(x), y) + learner.penalty()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            learner.step()
+    train(model, learner, loader, epochs)
     small = learner.shrink()
     return {"seed": seed, "widths": [layer["width"] for layer in learner.architecture()["layers"]],
             "params": learner.architecture()["params"], "accuracy": accuracy(small, splits.test)}
