@@ -164,10 +164,10 @@ def summary(options: dict, runs: list[dict]) -> dict[str, Any]:
 def select(method: str, task: dict, seeds: int) -> dict[str, Any]:
     variants = {}
     for options in grid(method):
-        variants[label(options)] = summary(options, [run(method, options, task, s)
-                                                     for s in range(seeds)])
-        v = variants[label(options)]
-        print(f"{method:10s} {label(options):40s} {' '.join(v['widths'])} "
+        name = label(options)
+        v = variants[name] = summary(options, [run(method, options, task, s)
+                                               for s in range(seeds)])
+        print(f"{method:10s} {name:40s} {' '.join(v['widths'])} "
               f"{100 * v['accuracy_mean']:.1f}% params {v['params_mean']:.0f}", flush=True)
     default = label(defaults(method))
     chosen = (select_accurate(variants, default) if method in BUDGETED
