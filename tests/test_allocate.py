@@ -110,3 +110,22 @@ def test_target_below_the_minimum_cost_is_refused(lenet):
         assert 0 < floor < cost.full
         with pytest.raises(ArchlearnError, match="below what one unit in every group costs"):
             allocate(cost, _scores(groups, seed=4), floor - 1)
+
+
+@pytest.mark.parametrize("block", [4, 8])
+def test_blocks_keep_a_multiple_of_the_block_within_the_budget(lenet, block):
+    """``blocks={g: m}``: a pruned group keeps a multiple of ``m`` units, its best ones, and
+    the cost stays within the budget on the shrunk model."""
+    model, groups, costs = lenet
+    cost = costs["macs"]
+    scores = _scores(groups, seed=5)
+    plain = allocate(cost, scores, 0.3 * cost.full)
+    assert int(plain[1].sum()) % block != 0  # the test means something only if it must round
+    aligned = allocate(cost, scores, 0.3 * cost.full, blocks={1: block, 2: block})
+    for g in (1, 2):
+        kept = int(aligned[g].sum())
+        assert (kept % block == 0 and kept > 0) or kept == groups[g].size  # whole: untouched
+        ranked = torch.argsort(scores[g], descending=True)
+        assert bool(aligned[g][ranked[:kept]].all())  # the best units, not any
+    assert int(aligned[1].sum()) < groups[1].size
+    assert _exact(model, groups, aligned, "macs") <= 0.3 * cost.full

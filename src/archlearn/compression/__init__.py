@@ -191,8 +191,7 @@ def decide(
                       streams=streams, progress=progress)
     # each group's units compete for their own layer's output: scores as shares of the group
     shares = [_share(r, g, streams) for r, g in zip(raw, groups)]
-    alive = allocate(cost, shares, target)
-    alive = _aligned(cost, shares, alive, target, _wide_ffn(groups, alive, streams))
+    alive = allocate(cost, shares, target, blocks=_wide_ffn(groups, streams))
     return Decided(groups, skipped, alive, cost, target, shares)
 
 
@@ -212,41 +211,11 @@ def _share(raw: torch.Tensor, group: UnitGroup, streams: dict[str, str]) -> torc
     return raw / total if total > 0 else torch.full_like(raw, 1.0 / max(len(raw), 1))
 
 
-def _wide_ffn(groups: list[UnitGroup], alive: list[torch.Tensor],
-              streams: dict[str, str]) -> list[int]:
-    """The pruned FFN groups of a post-LayerNorm transformer wide enough to align."""
-    return [g for g, (group, a) in enumerate(zip(groups, alive))
-            if group.heads is None and group.size >= WIDE and int(a.sum()) >= WIDTH_MULTIPLE
-            and not bool(a.all()) and group.sites
-            and all(site.module in streams for site in group.sites)]
-
-
-def _aligned(cost: CostModel, scores: list[torch.Tensor], alive: list[torch.Tensor],
-             target: float, which: list[int]) -> list[torch.Tensor]:
-    """``alive`` with the groups ``which`` at a multiple of :data:`WIDTH_MULTIPLE` units: each
-    rounded down to its best-scored units, then blocks of the next best units added back,
-    best score per unit of cost first, while the total fits ``target``."""
-    alive = [a.clone() for a in alive]
-    m = WIDTH_MULTIPLE
-    for g in which:
-        best = torch.argsort(scores[g], descending=True)[:int(alive[g].sum()) // m * m]
-        alive[g] = torch.zeros_like(alive[g]).index_fill_(0, best, 1.0)
-    while True:
-        now, pick = float(cost.total(alive)), None
-        for g in which:
-            off = torch.nonzero(alive[g] == 0).flatten()
-            if len(off) < m:
-                continue
-            block = off[torch.argsort(scores[g][off], descending=True)[:m]]
-            trial = [a.clone() for a in alive]
-            trial[g][block] = 1.0
-            after = float(cost.total(trial))
-            value = float(scores[g][block].sum()) / max(after - now, 1e-300)
-            if after <= target and (pick is None or value > pick[0]):
-                pick = (value, trial)
-        if pick is None:
-            return alive
-        alive = pick[1]
+def _wide_ffn(groups: list[UnitGroup], streams: dict[str, str]) -> dict[int, int]:
+    """The FFN groups of a post-LayerNorm transformer wide enough to align, and their block."""
+    return {g: WIDTH_MULTIPLE for g, group in enumerate(groups)
+            if group.heads is None and group.size >= WIDE and group.sites
+            and all(site.module in streams for site in group.sites)}
 
 
 def _check_exact(work: nn.Module, small: nn.Module, decision: Decided,
