@@ -141,9 +141,9 @@ def run(method: str, options: dict, task: dict, seed: int) -> dict[str, Any]:
     example = task["example"]
     budget = BUDGETED.get(method)
     extra = {"cost": "macs", "budget": budget} if budget else {}
+    full_macs = count_macs(model, example)  # before the gates; draws no random numbers
     learner = al.attach(model, example, method=method, total_steps=task["epochs"] * len(batches),
                         steps_per_epoch=len(batches), **extra, **options)
-    full_macs = count_macs(task["model"](), example)
     train(model, learner, batches, task["epochs"])
     small = learner.shrink()
     arch = learner.architecture()
