@@ -27,6 +27,17 @@ def _missing(command: str) -> str:
     return f"_Not run yet: `{command}`._\n"
 
 
+def _opening(results: Path, name: str, heading: str, command: str) -> tuple[dict | None, list]:
+    """A section's results and its first lines: the heading, then the stale mark, or the
+    command to run when there are no results yet."""
+    r = _load(results, name)
+    if r is None:
+        return None, [heading, _missing(command)]
+    from benchmarks.report import stale
+
+    return r, [heading, stale(r, name)]
+
+
 def _prose(text: str) -> str:
     """A docstring protocol flattened into one line, back to Markdown: inline code, bullets."""
     return text.replace("``", "`").replace(" * ", "\n- ")
@@ -64,14 +75,14 @@ def _verdict_line(task_verdict: dict, label: str) -> str:
 
 
 def compare_section(results: Path = RESULTS) -> str:
-    r = _load(results, "compare_methods.json")
-    out = ["\n## One comparison: archlearn's methods against pruning peers\n\n"]
+    r, out = _opening(results, "compare_methods.json",
+                      "\n## One comparison: archlearn's methods against pruning peers\n\n",
+                      COMPARE_CMD)
     if r is None:
-        return "".join(out) + _missing(COMPARE_CMD)
+        return "".join(out)
     p = r["provenance"]
-    from benchmarks.report import setup, source, stale
+    from benchmarks.report import setup, source
 
-    out.append(stale(r, "compare_methods.json"))
     out.append(setup(p))
     out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs per "
                "row, mean of "
@@ -134,14 +145,14 @@ def _holds(c: dict) -> str:
 
 
 def stier_section(results: Path = RESULTS) -> str:
-    r = _load(results, "magnitude_stier.json")
-    out = ["\n## Stier et al.: magnitude pruning classes at 80% (784-100-10 MLP)\n\n"]
+    r, out = _opening(results, "magnitude_stier.json",
+                      "\n## Stier et al.: magnitude pruning classes at 80% (784-100-10 MLP)\n\n",
+                      STIER_CMD)
     if r is None:
-        return "".join(out) + _missing(STIER_CMD)
+        return "".join(out)
     p, d = r["provenance"], r["dense"]
-    from benchmarks.report import setup, source, stale
+    from benchmarks.report import setup, source
 
-    out.append(stale(r, "magnitude_stier.json"))
     out.append(setup(p, epochs=f"{p['epochs']} dense, then retraining as in each row"))
     out.append(f"Command: `{p['command']}` ({source(p)}; mean of {p['seeds']} seeds; "
                f"{p['optimizer']}, "
@@ -191,14 +202,14 @@ def stier_section(results: Path = RESULTS) -> str:
 
 def settings_section(results: Path = RESULTS) -> str:
     """Each method's defaults and the variants its docstring discusses, on digits."""
-    r = _load(results, "method_settings.json")
-    out = ["\n## Each method's defaults and variants on digits\n\n"]
+    r, out = _opening(results, "method_settings.json",
+                      "\n## Each method's defaults and variants on digits\n\n",
+                      "python -m benchmarks.method_settings")
     if r is None:
-        return "".join(out) + _missing("python -m benchmarks.method_settings")
-    from benchmarks.report import setup, source, stale
+        return "".join(out)
+    from benchmarks.report import setup, source
 
     p = r["provenance"]
-    out.append(stale(r, "method_settings.json"))
     out.append(setup(p))
     out.append(f"Command: `{p['command']}` ({source(p)}). " + _prose(p["protocol"]) + " Dense "
                "accuracy: " + "; ".join(
@@ -228,14 +239,14 @@ def _mark(m: dict, variant: str) -> str:
 
 def defaults_section(results: Path = RESULTS) -> str:
     """Each method's defaults selected on the validation split (benchmarks/select_defaults.py)."""
-    r = _load(results, "select_defaults.json")
-    out = ["\n## Method defaults selected on validation\n\n"]
+    r, out = _opening(results, "select_defaults.json",
+                      "\n## Method defaults selected on validation\n\n",
+                      "python -m benchmarks.select_defaults")
     if r is None:
-        return "".join(out) + _missing("python -m benchmarks.select_defaults")
-    from benchmarks.report import setup, source, stale
+        return "".join(out)
+    from benchmarks.report import setup, source
 
     p = r["provenance"]
-    out.append(stale(r, "select_defaults.json"))
     out.append(setup(p, data=" and ".join(_split(d) for d in p["data"].values()),
                      figures="figures on the validation split (the test split is not read)"))
     out.append(f"Command: `{p['command']}` ({source(p)}). " + _prose(p["protocol"]) + "\n\n")
