@@ -38,6 +38,12 @@ def _opening(results: Path, name: str, heading: str, command: str) -> tuple[dict
     return r, [heading, stale(r, name)]
 
 
+def _tp_version(p: dict) -> str:
+    """The installed torch-pruning distribution, as the staleness check reads it (the package's
+    own ``__version__``, which the run also records, says 1.6.0 in the 1.6.1 wheel)."""
+    return (p.get("versions") or {}).get("torch-pruning") or p["torch_pruning"]
+
+
 def _prose(text: str) -> str:
     """A docstring protocol flattened into one line, back to Markdown: inline code, bullets."""
     return text.replace("``", "`").replace(" * ", "\n- ")
@@ -87,7 +93,7 @@ def compare_section(results: Path = RESULTS) -> str:
     out.append(f"Command: `{p['command']}` ({source(p, timings=True)}; {p['epochs']} epochs per "
                "row, mean of "
                f"{p['seeds']} "
-               f"seeds, torch {p['torch']}, torch-pruning {p['torch_pruning']}, "
+               f"seeds, torch {p['torch']}, torch-pruning {_tp_version(p)}, "
                f"{p['machine']}). Data: mnist5k, {p['data']['train']:,} training and "
                f"{p['data']['test']:,} test images (real MNIST digits; not the 60,000-image "
                "MNIST of the papers).")
