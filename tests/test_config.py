@@ -1,9 +1,6 @@
 """The CLI's config validator: every bad config is one ArchlearnError naming the problem."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -67,13 +64,12 @@ def test_good_config_passes():
         "params": 40000.0}
 
 
-def test_cli_rejects_bad_config_file_in_one_line(tmp_path):
+def test_cli_rejects_bad_config_file_in_one_line(tmp_path, archlearn_main):
+    # through the CLI's entry point in this process (tests/test_cli.py runs the installed script)
     path = tmp_path / "run.json"
     out = tmp_path / "out"
     path.write_text(json.dumps({**GOOD, "out": str(out), "options": {"lambda3": -1}}))
-    binary = Path(sys.executable).parent / "archlearn"
-    r = subprocess.run([str(binary), "run", "lenet-mnist", "--config", str(path)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "lambda3" in r.stderr
+    code, _, err = archlearn_main("run", "lenet-mnist", "--config", str(path))
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "lambda3" in err
     assert not out.exists()

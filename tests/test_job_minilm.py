@@ -126,16 +126,24 @@ def test_saved_models_reload_to_identical_outputs(job_run):
                                         "torch-pruning"))
 
 
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, archlearn_main):
     import subprocess
     import sys
     from pathlib import Path
 
-    command = Path(sys.executable).parent / "archlearn"
     out = tmp_path / "o"
+    # one real process: the installed script's exit status and stderr, imports and all (this
+    # case gets into the job's run, as far as reading the data, before it is refused)
+    missing = ["minilm-distill", "--data-path", str(tmp_path / "missing.txt")]
+    r = subprocess.run([str(Path(sys.executable).parent / "archlearn"), "run", *missing,
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+    # every bad input through the same entry point, in this process (conftest.archlearn_main)
     for args in (["minilm-distill", "--epochs", "3"], ["minilm-distill", "--budget", "macs"],
                  ["minilm-distill", "--budget", "size=0.5"], ["minilm-distill", "--steps", "0"],
-                 ["minilm-distill", "--data-path", str(tmp_path / "missing.txt")],
+                 missing,
                  ["lenet-mnist", "--steps", "10"],  # lenet-mnist takes a budget, not steps
                  # the calibration set is one-shot compression's
                  ["minilm-distill", "--start", "full", "--calibration", "64"],
@@ -145,10 +153,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
                  ["minilm-distill", "--oneshot", "--calibration", "0"],
                  ["minilm-distill", "--model-dir", str(tmp_path / "missing")],
                  ["lenet-mnist", "--model-dir", str(tmp_path)]):  # lenet-mnist takes no model
-        r = subprocess.run([str(command), "run", *args, "--out", str(out)], capture_output=True,
-                           text=True, timeout=300)
-        assert r.returncode == 2, (args, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+        code, _, err = archlearn_main("run", *args, "--out", str(out))
+        assert code == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
         assert not out.exists()
 
 
