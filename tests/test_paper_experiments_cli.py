@@ -25,12 +25,19 @@ def _write_mnist_idx(folder: Path, n_train: int, n_test: int) -> None:
         write_idx(folder / f"{prefix}-labels-idx1-ubyte", y[:n].numpy().astype(np.uint8))
 
 
-def test_data_path_runs_an_experiment_on_the_idx_files(tmp_path) -> None:
+def test_data_path_runs_an_experiment_on_the_idx_files(tmp_path, monkeypatch,
+                                                        quick_latency) -> None:
+    """The command's entry point in this process (``main`` on these arguments, as ``python -m``
+    runs it: the next test runs the module as a script), its latencies timed in 3 rounds (see
+    conftest.quick_latency): this test reads the data's provenance and the accuracies."""
+    from benchmarks import paper_experiments
+
     _write_mnist_idx(tmp_path, 600, 200)
     out = tmp_path / "results"
-    subprocess.run([sys.executable, "-m", "benchmarks.paper_experiments", "pretrained",
-                    "--data", str(tmp_path), "--out", str(out), "--short-epochs", "2",
-                    "--threads", "1"], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    monkeypatch.setattr(sys, "argv", ["paper_experiments.py", "pretrained", "--data",
+                                      str(tmp_path), "--out", str(out), "--short-epochs", "2",
+                                      "--threads", "1"])
+    paper_experiments.main()
     result = json.loads((out / "pretrained.json").read_text())
     assert result["provenance"]["data"]["name"] == "mnist-idx"
     assert result["provenance"]["command"].startswith("python -m benchmarks.paper_experiments "
