@@ -76,3 +76,43 @@ def quick_latency(monkeypatch):
         return real(calls, rounds=min(rounds, 3), warmup=min(warmup, 1), block_ms=block_ms)
 
     monkeypatch.setattr(measure, "time_interleaved", three_rounds)
+
+
+# independent subprocesses run at once (the machines the suite runs on have 2 cores)
+AHEAD_WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+def ahead(request):
+    """Independent subprocesses of a module's tests, started together when the first of those
+    tests runs and run ``AHEAD_WORKERS`` at a time, so their fresh interpreters overlap instead
+    of queueing; each test then reads its own ``subprocess.run`` result. Only the waiting is
+    shared: every command is still its own process, with its own arguments and time-out.
+
+    ``ahead.start(key, args, **run_kwargs)`` (a key already started is left alone),
+    ``ahead.result(key)`` -> ``subprocess.CompletedProcess``; ``ahead.selected(param)``: the
+    values of parameter ``param`` of this module's tests that were collected (start only
+    those). At the module's end, commands not yet started are dropped and running ones are
+    waited for (each ends by its time-out at the latest)."""
+    import subprocess
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=AHEAD_WORKERS, thread_name_prefix="ahead")
+    jobs: dict[str, Future] = {}
+
+    class Ahead:
+        def start(self, key: str, args, **kwargs) -> None:
+            if key not in jobs:
+                jobs[key] = pool.submit(subprocess.run, args, **kwargs)
+
+        def result(self, key: str) -> subprocess.CompletedProcess:
+            return jobs[key].result()
+
+        def selected(self, param: str) -> list:
+            mine = [item for item in request.session.items
+                    if getattr(item, "module", None) is request.module]
+            return [item.callspec.params[param] for item in mine
+                    if hasattr(item, "callspec") and param in item.callspec.params]
+
+    yield Ahead()
+    pool.shutdown(wait=True, cancel_futures=True)

@@ -3,9 +3,10 @@
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # CI has shared/ beside the clone; a worktree has it further up
@@ -69,12 +70,36 @@ def documented_names() -> set[str]:
     return {n for n in names if not n.endswith(".py")} | ALSO
 
 
-def test_every_documented_name_exists_in_a_fresh_interpreter():
+# the code of each fresh interpreter below
+SUBPACKAGE = ("import types, archlearn.methods as m, archlearn as al; "
+              "assert isinstance(m, types.ModuleType) and m is al.methods, m; "
+              "assert m.base.REGISTRY and m.names() == al.method_names(); print('ok')")
+NOT_SHADOWED = ("import importlib, pkgutil, types, archlearn as al\n"
+                "for info in pkgutil.iter_modules(al.__path__):\n"
+                "    if info.ispkg:\n"
+                "        mod = importlib.import_module('archlearn.' + info.name)\n"
+                "        assert getattr(al, info.name) is mod, info.name\n"
+                "assert callable(al.compress) and not isinstance(al.compress, types.ModuleType)\n"
+                "print('ok')")
+
+
+@pytest.fixture(scope="module")
+def fresh(ahead):
+    """The three fresh interpreters of this file, started together (conftest.ahead): each is its
+    own process, so each still imports archlearn first and alone."""
+    for key, code, args in (("names", RESOLVE, [json.dumps(sorted(documented_names()))]),
+                            ("subpackage", SUBPACKAGE, []), ("not_shadowed", NOT_SHADOWED, [])):
+        ahead.start(key, [sys.executable, "-c", code, *args], capture_output=True, text=True,
+                    timeout=120)
+    return ahead
+
+
+def test_every_documented_name_exists_in_a_fresh_interpreter(fresh):
     names = documented_names()
     assert {"al.attach", "al.prune.magnitude", "al.graphs.sparse_network", "al.methods",
             "learner.shrink", "archlearn.prune", "archlearn.graphs"} <= names, names
-    r = subprocess.run([sys.executable, "-c", RESOLVE, json.dumps(sorted(names))],
-                       capture_output=True, text=True, timeout=120, check=True)
+    r = fresh.result("names")
+    assert r.returncode == 0, r.stderr[-3000:]  # check=True
     missing = set(json.loads(r.stdout))
     assert missing <= set(PENDING), sorted(missing - set(PENDING))
 
@@ -86,27 +111,17 @@ def test_method_names_lists_the_registry():
     assert al.method_names() == sorted(REGISTRY) and "tsrelu" in al.method_names()
 
 
-def test_archlearn_methods_is_the_subpackage_in_a_fresh_interpreter():
+def test_archlearn_methods_is_the_subpackage_in_a_fresh_interpreter(fresh):
     """``import archlearn.methods as m`` binds ``getattr(archlearn, "methods")``: no public
     function of the same name may shadow the subpackage."""
-    code = ("import types, archlearn.methods as m, archlearn as al; "
-            "assert isinstance(m, types.ModuleType) and m is al.methods, m; "
-            "assert m.base.REGISTRY and m.names() == al.method_names(); print('ok')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120, check=True)
+    r = fresh.result("subpackage")
+    assert r.returncode == 0, r.stderr[-3000:]  # check=True
     assert r.stdout.strip() == "ok"
 
 
-def test_no_subpackage_is_shadowed_by_a_public_function():
+def test_no_subpackage_is_shadowed_by_a_public_function(fresh):
     """Every subpackage imports as itself (``import archlearn.X as m`` binds the attribute
     ``archlearn.X``): ``al.compress`` is the function, its package is ``archlearn.compression``."""
-    code = ("import importlib, pkgutil, types, archlearn as al\n"
-            "for info in pkgutil.iter_modules(al.__path__):\n"
-            "    if info.ispkg:\n"
-            "        mod = importlib.import_module('archlearn.' + info.name)\n"
-            "        assert getattr(al, info.name) is mod, info.name\n"
-            "assert callable(al.compress) and not isinstance(al.compress, types.ModuleType)\n"
-            "print('ok')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120, check=True)
+    r = fresh.result("not_shadowed")
+    assert r.returncode == 0, r.stderr[-3000:]  # check=True
     assert r.stdout.strip() == "ok"

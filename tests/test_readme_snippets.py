@@ -1,7 +1,6 @@
 """The README's snippets for the integrations run as written, each in a fresh interpreter."""
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,15 +21,35 @@ def snippet(title: str) -> str:
     return blocks[0]
 
 
+# the dev extra's torchvision is a CUDA build that lightning and transformers import; the
+# fresh interpreter needs the same shim as tests/conftest.py (archlearn.compat)
+PRELUDE = ("import torch; torch.set_num_threads(1)\n"
+           "from archlearn.compat import torchvision_importable; torchvision_importable()\n")
+
+
+@pytest.fixture(scope="module")
+def snippet_runs(ahead, tmp_path_factory):
+    """Every collected snippet whose package is installed, each in its own fresh interpreter
+    (its own empty working folder), started together (conftest.ahead)."""
+    import importlib.util
+
+    for title in sorted(set(ahead.selected("title"))):
+        if importlib.util.find_spec(SECTIONS[title]) is None:
+            continue  # its test skips
+        try:
+            code = PRELUDE + snippet(title)
+        except AssertionError:
+            continue  # its test fails on it
+        ahead.start(title, [sys.executable, "-c", code], cwd=tmp_path_factory.mktemp("snippet"),
+                    capture_output=True, text=True, timeout=300)
+    return ahead
+
+
 @pytest.mark.parametrize("title", sorted(SECTIONS))
-def test_readme_snippet_runs(title, tmp_path):
+def test_readme_snippet_runs(title, snippet_runs):
     pytest.importorskip(SECTIONS[title])
-    # the dev extra's torchvision is a CUDA build that lightning and transformers import; the
-    # fresh interpreter needs the same shim as tests/conftest.py (archlearn.compat)
-    prelude = ("import torch; torch.set_num_threads(1)\n"
-               "from archlearn.compat import torchvision_importable; torchvision_importable()\n")
-    r = subprocess.run([sys.executable, "-c", prelude + snippet(title)], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    snippet(title)  # one python snippet in the section
+    r = snippet_runs.result(title)
     assert r.returncode == 0, r.stderr[-3000:]
     last = r.stdout.strip().splitlines()[-1]
     if title == "ONNX export":
