@@ -91,9 +91,10 @@ def ahead(request):
 
     ``ahead.start(key, args, **run_kwargs)`` (a key already started is left alone),
     ``ahead.result(key)`` -> ``subprocess.CompletedProcess``; ``ahead.selected(param)``: the
-    values of parameter ``param`` of this module's tests that were collected (start only
-    those). At the module's end, commands not yet started are dropped and running ones are
-    waited for (each ends by its time-out at the latest)."""
+    values of parameter ``param`` of this module's tests that were collected, and
+    ``ahead.collected(name)``: whether test function ``name`` of this module was (start only
+    what will be read). At the module's end, commands not yet started are dropped and running
+    ones are waited for (each ends by its time-out at the latest)."""
     import subprocess
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -108,11 +109,16 @@ def ahead(request):
         def result(self, key: str) -> subprocess.CompletedProcess:
             return jobs[key].result()
 
-        def selected(self, param: str) -> list:
-            mine = [item for item in request.session.items
+        def _mine(self) -> list:
+            return [item for item in request.session.items
                     if getattr(item, "module", None) is request.module]
-            return [item.callspec.params[param] for item in mine
+
+        def selected(self, param: str) -> list:
+            return [item.callspec.params[param] for item in self._mine()
                     if hasattr(item, "callspec") and param in item.callspec.params]
+
+        def collected(self, test: str) -> bool:
+            return any(getattr(item, "originalname", item.name) == test for item in self._mine())
 
     yield Ahead()
     pool.shutdown(wait=True, cancel_futures=True)

@@ -8,16 +8,31 @@ traceback, nothing written). Everything else goes through the same entry point,
 """
 
 import json
-import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 BIN = Path(sys.executable).parent / "archlearn"
 
 
-def _run(*args, cwd=None, timeout=300):
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+# the module's real processes, by the test that reads each
+SCRIPTS = {"test_bad_input_is_one_line_exit_2": ["run", "lenet-mnist", "--oneshot"],
+           "test_no_arguments_prints_the_help_and_unknown_command_is_one_line": []}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scripts(ahead, tmp_path_factory):
+    """The installed script's real processes, started with the module (conftest.ahead): they
+    run beside the in-process tests instead of after them. The bad input's ``--out`` is a
+    folder of its own, checked to stay absent."""
+    out = tmp_path_factory.mktemp("script") / "o"
+    for test, args in SCRIPTS.items():
+        if ahead.collected(test):
+            ahead.start(test, [str(BIN), *args, *(["--out", str(out)] if args else [])],
+                        capture_output=True, text=True, timeout=300)
+    return SimpleNamespace(result=ahead.result, out=out)
 
 
 def test_help_documents_commands(archlearn_main):
@@ -28,13 +43,13 @@ def test_help_documents_commands(archlearn_main):
     assert "--oneshot" in out and "--calibration" in out
 
 
-def test_bad_input_is_one_line_exit_2(tmp_path, archlearn_main):
+def test_bad_input_is_one_line_exit_2(tmp_path, archlearn_main, scripts):
     # one real process: the installed script's exit status and stderr, imports and all (this
-    # case reaches the job module before it is refused)
-    r = _run("run", "lenet-mnist", "--oneshot", "--out", str(tmp_path / "o"))  # minilm-distill's
+    # case, --oneshot, minilm-distill's only, reaches the job module before it is refused)
+    r = scripts.result("test_bad_input_is_one_line_exit_2")
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert not (tmp_path / "o").exists()
+    assert not scripts.out.exists()
     for args in (["run", "nope"], ["run", "lenet-mnist", "-o", "lambda1=-1"],
                  ["run", "lenet-mnist", "-o", "bogus=1"], ["run", "lenet-mnist", "-o", "x"],
                  ["run", "lenet-mnist", "--no-such-flag"], ["run", "lenet-mnist", "--seeds", "x"],
@@ -49,8 +64,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path, archlearn_main):
         assert not (tmp_path / "o").exists()
 
 
-def test_no_arguments_prints_the_help_and_unknown_command_is_one_line(archlearn_main):
-    r = _run()  # a real process: the installed script's success path, status 0
+def test_no_arguments_prints_the_help_and_unknown_command_is_one_line(archlearn_main, scripts):
+    # a real process: the installed script's success path, status 0
+    r = scripts.result("test_no_arguments_prints_the_help_and_unknown_command_is_one_line")
     assert r.returncode == 0 and "Usage" in r.stdout
     code, out, _ = archlearn_main()
     assert code == 0 and "Usage" in out

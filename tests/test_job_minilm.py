@@ -126,20 +126,32 @@ def test_saved_models_reload_to_identical_outputs(job_run):
                                         "torch-pruning"))
 
 
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, archlearn_main):
-    import subprocess
+@pytest.fixture(scope="module", autouse=True)
+def script(ahead, tmp_path_factory):
+    """The module's one real process, started with the module (conftest.ahead) so that it runs
+    beside the jobs above: the installed script on a missing text file (it gets into the job's
+    run, as far as reading the data, before it is refused); returns its (result, folder)."""
     import sys
     from pathlib import Path
 
-    out = tmp_path / "o"
-    # one real process: the installed script's exit status and stderr, imports and all (this
-    # case gets into the job's run, as far as reading the data, before it is refused)
-    missing = ["minilm-distill", "--data-path", str(tmp_path / "missing.txt")]
-    r = subprocess.run([str(Path(sys.executable).parent / "archlearn"), "run", *missing,
-                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    folder = tmp_path_factory.mktemp("script")
+    if ahead.collected("test_bad_input_is_one_line_exit_2_and_writes_nothing"):
+        ahead.start("missing", [str(Path(sys.executable).parent / "archlearn"), "run",
+                                "minilm-distill", "--data-path", str(folder / "missing.txt"),
+                                "--out", str(folder / "o")],
+                    capture_output=True, text=True, timeout=300)
+    return ahead, folder
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, archlearn_main, script):
+    ahead, folder = script
+    # one real process: the installed script's exit status and stderr, imports and all
+    r = ahead.result("missing")
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert not out.exists()
+    assert not (folder / "o").exists()
+    out = tmp_path / "o"
+    missing = ["minilm-distill", "--data-path", str(tmp_path / "missing.txt")]
     # every bad input through the same entry point, in this process (conftest.archlearn_main)
     for args in (["minilm-distill", "--epochs", "3"], ["minilm-distill", "--budget", "macs"],
                  ["minilm-distill", "--budget", "size=0.5"], ["minilm-distill", "--steps", "0"],

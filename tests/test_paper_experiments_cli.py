@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from archlearn import data
 from archlearn.data import write_idx
@@ -47,11 +47,23 @@ def test_data_path_runs_an_experiment_on_the_idx_files(tmp_path, monkeypatch,
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in result["rows"])
 
 
-def test_a_missing_data_folder_is_one_line_and_writes_nothing(tmp_path) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def script(ahead, tmp_path_factory):
+    """The module's real process, ``python -m benchmarks.paper_experiments`` on a missing data
+    folder, started with the module (conftest.ahead): it runs beside the in-process test above;
+    returns its (result, folder)."""
+    folder = tmp_path_factory.mktemp("script")
+    if ahead.collected("test_a_missing_data_folder_is_one_line_and_writes_nothing"):
+        ahead.start("missing", [sys.executable, "-m", "benchmarks.paper_experiments", "table31",
+                                "--data", str(folder / "nope"), "--out", str(folder / "results")],
+                    cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return ahead, folder
+
+
+def test_a_missing_data_folder_is_one_line_and_writes_nothing(script) -> None:
+    ahead, tmp_path = script
     out = tmp_path / "results"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.paper_experiments", "table31",
-                          "--data", str(tmp_path / "nope"), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = ahead.result("missing")
     assert run.returncode != 0
     assert run.stderr.strip().splitlines() == [
         f"error: --data {tmp_path / 'nope'}: mnist-idx: {tmp_path / 'nope'} is not a folder "

@@ -87,10 +87,16 @@ NOT_SHADOWED = ("import importlib, pkgutil, types, archlearn as al\n"
 def fresh(ahead):
     """The three fresh interpreters of this file, started together (conftest.ahead): each is its
     own process, so each still imports archlearn first and alone."""
-    for key, code, args in (("names", RESOLVE, [json.dumps(sorted(documented_names()))]),
-                            ("subpackage", SUBPACKAGE, []), ("not_shadowed", NOT_SHADOWED, [])):
-        ahead.start(key, [sys.executable, "-c", code, *args], capture_output=True, text=True,
-                    timeout=120)
+    for key, test, code, args in (
+            ("names", "test_every_documented_name_exists_in_a_fresh_interpreter", RESOLVE,
+             [json.dumps(sorted(documented_names()))]),
+            ("subpackage", "test_archlearn_methods_is_the_subpackage_in_a_fresh_interpreter",
+             SUBPACKAGE, []),
+            ("not_shadowed", "test_no_subpackage_is_shadowed_by_a_public_function", NOT_SHADOWED,
+             [])):
+        if ahead.collected(test):
+            ahead.start(key, [sys.executable, "-c", code, *args], capture_output=True,
+                        text=True, timeout=120)
     return ahead
 
 
