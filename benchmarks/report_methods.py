@@ -238,9 +238,10 @@ def _split(d: dict) -> str:
 
 
 def _mark(m: dict, variant: str) -> str:
+    """A variant's role: the default it ran with, the one selected, both, or one of the grid."""
     marks = [word for word, key in (("default", "default_variant"), ("selected", "selected"))
              if m[key] == variant]
-    return ", ".join(marks)
+    return " and ".join(marks) or "grid"
 
 
 def defaults_section(results: Path = RESULTS) -> str:
@@ -257,7 +258,7 @@ def defaults_section(results: Path = RESULTS) -> str:
                      figures="figures on the validation split (the test split is not read)"))
     out.append(f"Command: `{p['command']}` ({source(p)}). " + _prose(p["protocol"]) + "\n\n")
     out.append("| method | variant | widths per seed | params (mean) | MACs % (mean) | "
-               "validation accuracy % mean (sd) | |\n|---|---|---|---|---|---|---|\n")
+               "validation accuracy % mean (sd) | role |\n|---|---|---|---|---|---|---|\n")
     for method, m in r["methods"].items():
         for variant, v in m["variants"].items():
             out.append(f"| {method} | {variant} | {', '.join(v['widths'])} | "

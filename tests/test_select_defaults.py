@@ -54,12 +54,14 @@ def test_the_report_marks_the_default_and_the_selection(tmp_path):
                        "epochs": {"digits": 30}, "protocol": "p",
                        "data": {"digits": {"name": "digits", "train": 1010, "valid": 337}}},
         "methods": {"l1": {"task": "digits", "criterion": "fewest params",
-                           "variants": {"lam=0.005": variant, "lam=0.01": variant},
+                           "variants": {"lam=0.005": variant, "lam=0.01": variant,
+                                        "lam=0.02": variant},
                            "default_variant": "lam=0.005", "selected": "lam=0.01",
                            "agrees": False}}}
     (tmp_path / "select_defaults.json").write_text(json.dumps(payload))
     text = report_methods.defaults_section(tmp_path)
     assert "| l1 | lam=0.005 | 4-3 | 100 | 50.0 | 90.00 (0.00) | default |" in text
     assert "| l1 | lam=0.01 | 4-3 | 100 | 50.0 | 90.00 (0.00) | selected |" in text
+    assert "| l1 | lam=0.02 | 4-3 | 100 | 50.0 | 90.00 (0.00) | grid |" in text  # no empty cell
     assert "digits (1,010 train / 337 validation)" in text and "validation split" in text
     assert "_Not run yet" in report_methods.defaults_section(tmp_path / "none")
