@@ -2,10 +2,12 @@
 
 Models, on mnist5k (real MNIST digits, 28x28; 3,500 train / 500 validation carved from the
 4,000 training images, stratified, seed 0 / 1,000 test): LeNet-5 20-50-500-10, and a residual
-CNN with BatchNorm (``models.tiny_resnet(in_channels=1, width=8)``: a stem, two identity
-blocks, one downsampling block). Budgets: 50%, 25% and 10% of the original's MACs. Every row
-trains ``E`` epochs in total (Adam 1e-3, batch 64, the user's own loop), per seed ``s`` the
-weights are drawn under ``seeded(s)`` and the batches follow a generator seeded with ``s``:
+CNN with BatchNorm (``models.tiny_resnet(in_channels=1, width=16)``, 24K params: a stem, two
+identity blocks, one downsampling block; width 8, 6K params, lost 11-22 points at 25%/10%
+whatever the method, too small to compare methods on). Budgets: 50%, 25% and 10% of the
+original's MACs. Every row trains ``E`` epochs in total (Adam 1e-3, batch 64, the user's own
+loop), per seed ``s`` the weights are drawn under ``seeded(s)`` and the batches follow a
+generator seeded with ``s``:
 
 * ``baseline``: the dense model. Its state after ``E // 2`` epochs is the dense half-run that
   Torch-Pruning starts from.
@@ -29,7 +31,12 @@ Three steps, so the timing can be rerun alone on a quiet machine:
     python -m benchmarks.budgets latency                         # -> results/budgets_latency.json
     python -m benchmarks.budgets sweep --seeds 3                 # -> results/budgets_sweep.json
 
-``train`` appends rows as they finish and skips rows already in the file (rerun it to resume).
+``train`` and ``sweep`` append rows as they finish and skip the rows that a run of today's code
+already made (rerun them to resume): each row names its run (``run``, the run id of its
+provenance part), and a row whose run's source files have changed since, or that comes from a
+run with no source record, is made again and replaced. Until then it stays in the file with its
+run's provenance, so the report marks the file stale; the file keeps exactly the provenance parts
+of the runs its rows come from.
 ``latency`` rebuilds every row's architecture from its recorded widths (the latency of a dense
 model does not depend on its weights) and times each seed's models together with
 ``archlearn.structure.measure.compare_latency`` (1 thread, 30 interleaved rounds, median and
@@ -55,7 +62,14 @@ from torch import nn
 import archlearn as al
 from archlearn import data, models
 from archlearn.io import write_json
-from archlearn.provenance import add_allow_dirty, merged, provenance
+from archlearn.provenance import (
+    LOADED,
+    add_allow_dirty,
+    changed_sources,
+    merged,
+    provenance,
+    source_record,
+)
 from archlearn.seeding import seeded
 from archlearn.structure.cost import build_cost
 from archlearn.structure.measure import compare_latency, count_macs, count_params
@@ -63,15 +77,19 @@ from archlearn.structure.shrink import Decision, shrink
 from benchmarks.peers import prune_to, taylor_grads
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
 TRAIN_JSON, LATENCY_JSON, SWEEP_JSON = "budgets.json", "budgets_latency.json", "budgets_sweep.json"
 BUDGETS = (0.5, 0.25, 0.1)
 ARCHLEARN = ("tsrelu", "l0", "morphnet")
 PEERS = ("tp-l1", "tp-taylor", "optuna")
 MODELS = {
     "lenet5": ("LeNet-5 20-50-500-10", models.lenet5),
-    "resnet": ("residual CNN with BatchNorm (tiny_resnet, width 8)",
-               lambda: models.tiny_resnet(in_channels=1, width=8)),
+    "resnet": ("residual CNN with BatchNorm (tiny_resnet, width 16)",
+               lambda: models.tiny_resnet(in_channels=1, width=16)),
 }
+# the model of a row written before rows named it: a row of another model is dropped
+_LEGACY_ARCH = {"lenet5": "LeNet-5 20-50-500-10",
+                "resnet": "residual CNN with BatchNorm (tiny_resnet, width 8)"}
 EXAMPLE = torch.zeros(1, 1, 28, 28)
 
 
@@ -236,6 +254,56 @@ def run_optuna(name, budget, seed, s, epochs, trials) -> dict:
                trial_epochs=trial_epochs, valid_accuracy=scores[best])
 
 
+def run_current(part: dict | None) -> bool:
+    """Whether a provenance part still stands for today's code: it recorded its source files,
+    none has changed since, and it was not written from a dirty tree without ``--allow-dirty``."""
+    if not part:
+        return False
+    sources, git = part.get("sources") or {}, part.get("git") or {}
+    if not sources.get("files") or (git.get("dirty") and not part.get("allow_dirty")):
+        return False
+    return not changed_sources(sources["files"], ROOT, whole_package=sources.get("scope") != LOADED)
+
+
+class Rows:
+    """The rows of a resumable results file, each tied to the run (provenance part) that made it.
+
+    ``current`` holds the keys of rows that today's code already made; any other row is kept
+    (stale) until this run makes it again, then replaced. ``provenance(block)`` joins the parts of
+    the runs whose rows remain with this run's ``block``, so no part outlives its rows.
+
+    >>> rows = Rows({}, lambda r: r["k"])
+    >>> rows.add({"k": 1, "model": "lenet5", "v": 0}); rows.add({"k": 1, "model": "lenet5", "v": 2})
+    >>> [r["v"] for r in rows.rows], 1 in rows.current
+    ([2], True)
+    """
+
+    def __init__(self, done: dict, key) -> None:
+        self.key, self.run = key, source_record()["run"]
+        block = done.get("provenance") or {}
+        parts = block.get("parts") or ([block] if block else [])
+        self.parts = {(p.get("sources") or {}).get("run"): p for p in parts}
+        self.legacy = [p for p in parts if not (p.get("sources") or {}).get("run")]
+        self.rows = [r for r in done.get("rows", [])
+                     if r.get("arch", _LEGACY_ARCH.get(r["model"])) == MODELS[r["model"]][0]]
+        self.current = {key(r) for r in self.rows if run_current(self.parts.get(r.get("run")))}
+
+    def add(self, r: dict) -> None:
+        r = {**r, "arch": MODELS[r["model"]][0], "run": self.run}
+        self.rows = [x for x in self.rows if self.key(x) != self.key(r)] + [r]
+        self.current.add(self.key(r))
+
+    def provenance(self, block: dict) -> dict:
+        runs = {r.get("run") for r in self.rows}
+        kept = [p for run, p in self.parts.items() if run in runs and run != self.run]
+        legacy = self.legacy if None in runs else []
+        return merged(*legacy, *kept, block)
+
+    def commands(self, block: dict) -> list[str]:
+        parts = self.provenance(block)["parts"]
+        return list(dict.fromkeys(p["command"] for p in parts if p.get("command")))
+
+
 def key(r: dict) -> tuple:
     return (r["model"], r["method"], r["budget"], r["seed"])
 
@@ -248,24 +316,18 @@ def train(seeds: int, epochs: int, trials: int, only: list[str], out: Path,
     s = splits()
     path = out / TRAIN_JSON
     done = _read(path)
-    rows = [r for r in done.get("rows", []) if done.get("epochs") == epochs]
-    have = {key(r) for r in rows}
+    table = Rows(done if done.get("epochs") == epochs else {}, key)
+    have = table.current
     command = " ".join(["python -m benchmarks.budgets", *sys.argv[1:]])
-    # every invocation that added rows to this file (a resumed or partial run is several)
-    commands = [c for c in done.get("commands", []) if done.get("epochs") == epochs]
-    commands = commands if command in commands else [*commands, command]
-    # the runs whose rows are kept: each keeps its provenance, this run's is added as a part
-    earlier = done.get("provenance") if rows else None
 
     def save():
-        write_json(path, {"provenance": merged(earlier, provenance(
-                              command, s, seeds=seeds, epochs=epochs, trials=trials,
-                              protocol=_protocol())),
-                          "epochs": epochs, "commands": commands, "rows": rows})
+        block = provenance(command, s, seeds=seeds, epochs=epochs, trials=trials,
+                           protocol=_protocol())
+        write_json(path, {"provenance": table.provenance(block), "epochs": epochs,
+                          "commands": table.commands(block), "rows": table.rows})
 
     def add(r):
-        rows.append(r)
-        have.add(key(r))
+        table.add(r)
         save()
         print(f"{r['model']:7} {r['method']:10} {r['budget'] or '-':>5} seed {r['seed']}: "
               f"{r['widths']} macs {r['macs_fraction']:.3f} acc {r['accuracy']:.4f} "
@@ -363,12 +425,10 @@ def _label(r: dict) -> str:
 def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> None:
     s = splits()
     path = out / SWEEP_JSON
-    done = _read(path)
-    rows = done.get("rows", [])
-    have = {(r["model"], r["kind"], r["budget"], r["epochs"], r["seed"]) for r in rows}
+    table = Rows(_read(path), lambda r: (r["model"], r["kind"], r["budget"], r["epochs"],
+                                         r["seed"]))
+    have = table.current
     command = " ".join(["python -m benchmarks.budgets", *sys.argv[1:]])
-    commands = [c for c in done.get("commands", []) if c != command] + [command]
-    earlier = done.get("provenance") if rows else None  # kept rows keep their run's provenance
     for seed in range(seeds):
         for epochs in epochs_list:
             for name in [n for n in MODELS if not only or n in only]:
@@ -387,7 +447,7 @@ def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> Non
                     fit(model, batches, epochs, learner)
                     arch = learner.architecture()
                     report = arch["budget"]
-                    rows.append({"model": name, "kind": kind, "budget": budget,
+                    table.add({"model": name, "kind": kind, "budget": budget,
                                  "epochs": epochs, "seed": seed,
                                  "target": report["target"], "reached": arch[kind],
                                  "ratio": arch[kind] / report["target"],
@@ -395,12 +455,11 @@ def sweep(seeds: int, epochs_list: list[int], out: Path, only: list[str]) -> Non
                                  / report["target"],
                                  "widths": [layer["width"] for layer in arch["layers"]],
                                  "accuracy": accuracy(learner.shrink(), s.test)})
-                    have.add((name, kind, budget, epochs, seed))
-                    write_json(path, {"provenance": merged(earlier, provenance(
-                                          command, s, seeds=seeds)),
-                                      "commands": commands, "rows": rows})
+                    block = provenance(command, s, seeds=seeds)
+                    write_json(path, {"provenance": table.provenance(block),
+                                      "commands": table.commands(block), "rows": table.rows})
                     print(f"{name} {kind}={budget} {epochs} epochs seed {seed}: "
-                          f"{rows[-1]['ratio']:.3f} of the budget", flush=True)
+                          f"{table.rows[-1]['ratio']:.3f} of the budget", flush=True)
 
 
 # --- summaries and plots ------------------------------------------------------------------
