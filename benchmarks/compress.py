@@ -33,7 +33,10 @@ is the dense model's median over the row's.
 train split of the stdlib-docs corpus (``archlearn.data.text.load_text``), padded in
 length-sorted batches of 32; ``al.compress`` at ``{"macs": 0.5}`` (MACs of one 128-token
 sentence); Torch-Pruning one shot (heads and FFN neurons, L2-magnitude,
-``jobs/minilm_distill/baselines.torch_pruning_selection``) at archlearn's MACs; no distillation.
+``jobs/minilm_distill/baselines.torch_pruning_selection``) at archlearn's MACs; the
+training-free recipe of ``research/ANCHORS.md`` (``benchmarks.ridge_recipe``: K-prune scores,
+greedy allocation, float64 ridge re-fit) on the same calibration batches at archlearn's MACs;
+no distillation.
 Fidelity to the original (mean cosine of the mean-pooled embeddings, top-10 neighbour
 agreement) on the corpus's test sentences *and* on text of another kind: the overview pages
 (section 7) of the Linux man-pages project (Debian's ``manpages``), stripped of roff, split into
@@ -72,6 +75,7 @@ from archlearn.metrics import accuracy
 from archlearn.provenance import add_allow_dirty, provenance
 from archlearn.seeding import seeded
 from archlearn.structure.measure import compare_latency, count_macs, count_params
+from benchmarks.ridge_recipe import encoder_macs, ridge_recipe
 
 RESULTS = Path(__file__).parent / "results"
 LENET_JSON, MINILM_JSON = "compress_lenet.json", "compress_minilm.json"
@@ -512,7 +516,8 @@ def calibration_sentences(rows: list[list[int]], seed: int, n: int,
 def minilm_seed(seed: int, teacher: Any, rows: dict[str, list], reference: dict[str, Any], *,
                 calibration: int, budget: float, tp_iterations: int, latency_rounds: int,
                 threads: int, progress: bool) -> dict[str, Any]:
-    """archlearn's and Torch-Pruning's one-shot MiniLM for one calibration draw."""
+    """archlearn's, Torch-Pruning's and the ANCHORS.md recipe's one-shot MiniLM for one
+    calibration draw."""
     from archlearn.jobs.minilm_distill import baselines, evaluate
     from archlearn.models.bert import keeping
 
@@ -532,8 +537,16 @@ def minilm_seed(seed: int, teacher: Any, rows: dict[str, list], reference: dict[
     selection = baselines._select(teacher, example, ratio)
     pruned = keeping(teacher, *selection, example).eval()
     tp_seconds = time.perf_counter() - start
-    nets = {"original": teacher, "archlearn": small, "torch-pruning": pruned}
     full = count_macs(teacher, example)
+    # the ANCHORS.md recipe at archlearn's MACs: its budget is a share of the encoder's MACs
+    # (the rest of the model, the pooler, is kept whole by both)
+    encoder = encoder_macs(teacher, TOKENS)
+    start = time.perf_counter()
+    recipe, decision = ridge_recipe(teacher, batches, (target - (full - encoder)) / encoder,
+                                    tokens=TOKENS)
+    recipe_seconds = time.perf_counter() - start
+    nets = {"original": teacher, "archlearn": small, "torch-pruning": pruned,
+            "ridge-recipe": recipe.eval()}
     out: dict[str, Any] = {}
     for name, model in nets.items():
         row = evaluate.describe(model, example)
@@ -544,6 +557,8 @@ def minilm_seed(seed: int, teacher: Any, rows: dict[str, list], reference: dict[
     out["archlearn"].update(seconds=seconds, report_budget=report.get("budget"))
     out["torch-pruning"].update(seconds=tp_seconds, search_seconds=search, ratio=ratio,
                                 macs_vs_archlearn=out["torch-pruning"]["macs"] / target)
+    out["ridge-recipe"].update(seconds=recipe_seconds,
+                               macs_vs_archlearn=out["ridge-recipe"]["macs"] / target)
     out["original"]["seconds"] = 0.0
     timing = evaluate.latency(nets, rounds=latency_rounds, threads=threads)
     for name, row in out.items():
@@ -572,11 +587,11 @@ def minilm_summary(runs: list[dict]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def minilm_comparison(runs: list[dict]) -> dict[str, Any]:
-    """archlearn minus Torch-Pruning per figure: mean difference and seeds won."""
+def minilm_comparison(runs: list[dict], other: str = "torch-pruning") -> dict[str, Any]:
+    """archlearn minus ``other`` per figure: mean difference and seeds won."""
     out = {}
     for k, (a, b) in MINILM_FIGURES.items():
-        diffs = [r["rows"]["archlearn"][a][b] - r["rows"]["torch-pruning"][a][b] for r in runs]
+        diffs = [r["rows"]["archlearn"][a][b] - r["rows"][other][a][b] for r in runs]
         out[k] = {"difference": statistics.fmean(diffs), "seeds_won": sum(d > 0 for d in diffs),
                   "seeds": len(diffs)}
     return out
@@ -628,6 +643,7 @@ def run_minilm(out: Path = RESULTS, *, seeds: int = 3, first_seed: int = 0,
             "runs": runs,
             "summary": minilm_summary(runs),
             "comparison": minilm_comparison(runs),
+            "comparison_recipe": minilm_comparison(runs, "ridge-recipe"),
             "seconds": time.perf_counter() - start,
         }
         write_json(Path(out) / MINILM_JSON, results)

@@ -147,7 +147,12 @@ def minilm_section(r: dict[str, Any]) -> str:
         f"{d['sizes']['test']:,} test sentences of {d['name']} and on text of another kind: "
         f"{o['sizes']['test']:,} sentences (the hash-bucket test split) of {o['split']}. "
         "Torch-Pruning: heads and FFN neurons by L2 magnitude, the same ratio in every layer "
-        "(its Hugging Face BERT example), bisected to archlearn's MACs; neither distilled. "
+        "(its Hugging Face BERT example), bisected to archlearn's MACs. ridge-recipe: the "
+        "training-free recipe measured in research/ANCHORS.md (0.953 / 0.533 on its own "
+        "sentences), re-implemented plainly (`benchmarks/ridge_recipe.py`: K-prune scores, "
+        "greedy allocation by score per MAC, float64 ridge re-fit of the attention-output and "
+        "FFN-output layers, bottom-up) on the same calibration batches at archlearn's MACs. "
+        "None distilled. "
         f"Latency: {lat['threads']} threads, {lat['rounds']} interleaved rounds (3 times as "
         f"many at batch 1), the original's median over the model's; {_seeds(p)}.\n\n")
     out.append("| model | heads per layer (seed 0) | FFN per layer (seed 0) | params | MACs % | "
@@ -178,4 +183,8 @@ def minilm_section(r: dict[str, Any]) -> str:
                f"against archlearn's: {_signed(100 * (tp['macs_vs_archlearn'] - 1), 1)}% "
                f"(seed 0; whole heads, the same in every layer); its search for the ratio took "
                f"{tp['search_seconds']:.0f} s more.\n")
+    if "comparison_recipe" in r:
+        parts = [f"{labels[k]} {v['difference']:+.4f} (better in {v['seeds_won']} of "
+                 f"{v['seeds']} seeds)" for k, v in r["comparison_recipe"].items()]
+        out.append(f"\narchlearn minus the ANCHORS.md recipe: {'; '.join(parts)}.\n")
     return "".join(out)

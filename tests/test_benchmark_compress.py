@@ -124,7 +124,9 @@ def test_minilm_benchmark_and_its_section(tmp_path, man_folder, needs_compress):
                         latency_rounds=1, progress=False, command="test")
     saved = json.loads((tmp_path / compress.MINILM_JSON).read_text())
     rows = saved["runs"][0]["rows"]
-    assert set(rows) == {"original", "archlearn", "torch-pruning"}
+    assert set(rows) == {"original", "archlearn", "torch-pruning", "ridge-recipe"}
+    # the recipe within archlearn's MACs (the tiny model's heads are coarse: 0.88 of them)
+    assert 0.75 <= rows["ridge-recipe"]["macs_vs_archlearn"] <= 1.0
     assert saved["runs"][0]["input_untouched"]
     assert rows["original"]["test"]["cosine"] == pytest.approx(1.0)
     for row in rows.values():
@@ -136,9 +138,49 @@ def test_minilm_benchmark_and_its_section(tmp_path, man_folder, needs_compress):
     assert rows["archlearn"]["macs_fraction"] <= 0.5 * 1.02
     assert saved["provenance"]["other"]["name"] == "linux-man-pages-7"
     assert set(saved["comparison"]) == set(compress.MINILM_FIGURES)
+    assert set(saved["comparison_recipe"]) == set(compress.MINILM_FIGURES)
     text = report_compress.minilm_section(saved)
-    assert "| archlearn |" in text and "| torch-pruning |" in text
+    assert "| archlearn |" in text and "| torch-pruning |" in text and "| ridge-recipe |" in text
+    assert "archlearn minus the ANCHORS.md recipe:" in text
     _filled(text)
+
+
+def test_ridge_recipe_builds_what_it_fitted_within_its_budget():
+    T = pytest.importorskip("transformers")
+    compress.transformers_ready()
+    import torch
+
+    from archlearn.models.bert import keeping
+    from benchmarks.ridge_recipe import _forward, encoder_macs, ridge_recipe
+
+    with seeded(0):
+        teacher = T.BertModel(T.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, intermediate_size=64)).eval()
+        mask = torch.ones(16, 10, dtype=torch.long)
+        mask[8:, 7:] = 0  # padded sentences: their padding is neither scored nor fitted
+        batch = {"input_ids": torch.randint(0, 60, (16, 10)), "attention_mask": mask}
+    small, info = ridge_recipe(teacher, [batch], 0.5, tokens=10)
+    assert info["full_macs"] == encoder_macs(teacher, 10)
+    assert 0.45 * info["full_macs"] <= info["macs"] <= 0.5 * info["full_macs"]
+    assert [len(h) for h in info["heads"]] == [
+        layer.attention.self.num_attention_heads for layer in small.encoder.layer]
+    assert sum(map(len, info["ffn"])) < 2 * 64
+    # the built float32 model computes the float64 layers the recipe fitted
+    with torch.no_grad():
+        h = teacher.embeddings(input_ids=batch["input_ids"]).double()
+        for q in info["weights"]:
+            h = _forward(q, h, mask)["out"]
+        built = small(**batch).last_hidden_state
+        real = mask.bool()
+        assert torch.allclose(built[real], h[real].float(), atol=1e-4)
+        # the re-fit brings the kept units closer to the original than keeping them alone
+        target = teacher(**batch).last_hidden_state[real]
+        plain = keeping(teacher, info["heads"], info["ffn"], batch["input_ids"][:1])
+        refit_error = (built[real] - target).pow(2).mean()
+        plain_error = (plain(**batch).last_hidden_state[real] - target).pow(2).mean()
+    assert refit_error < 0.5 * plain_error
+    assert not torch.equal(small.encoder.layer[0].output.dense.weight,
+                           plain.encoder.layer[0].output.dense.weight)
 
 
 def test_section_says_what_is_not_run(tmp_path):
