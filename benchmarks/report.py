@@ -29,6 +29,7 @@ from packaging.utils import canonicalize_name
 from archlearn.io import atomic_write
 from archlearn.provenance import LOADED, changed_sources
 from benchmarks import run_all
+from benchmarks.report_io import NA, load, machine, missing
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,8 +215,8 @@ def make_targets(name: str) -> str:
     if len(targets) > 1:
         text += " (in this order, each within an hour)"
     if name in run_all.RESUMABLE:
-        text += (f"; rows already in benchmarks/results/{name} are kept, not rerun: delete it "
-                 "first to refresh them all")
+        text += (f"; rows of benchmarks/results/{name} that today's code already made are "
+                 "kept, the others made again")
     return text
 
 
@@ -240,18 +241,6 @@ def status(results: Path = RESULTS, root: Path = ROOT) -> tuple[str, int]:
                      + f"  refresh: {command}\n  target: {make_targets(name)}\n")
     head = f"{len(SECTIONS) - behind} of {len(SECTIONS)} sections current\n\n"
     return head + "\n".join(lines), behind
-
-
-def _load(name: str) -> dict | None:
-    path = RESULTS / name
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-NA = "n/a"  # a cell that does not apply (every cell is filled: tests/test_report.py)
-
-
-def _missing(command: str) -> str:
-    return f"_Not run yet: `{command}`._\n"
 
 
 def source(p: dict, timings: bool = False) -> str:
@@ -330,7 +319,7 @@ def bayesopt_section(b: dict | None) -> str:
     cmd = "python -m benchmarks.paper_experiments bayesopt"
     out = ["\n## Architecture learning against Bayesian optimisation (Optuna TPE)\n\n"]
     if b is None:
-        return "".join(out) + _missing(cmd)
+        return "".join(out) + missing(cmd)
     if "summary" not in b:
         return "".join(out) + ("_Stale result (its searches selected on the test split): rerun "
                                f"`{cmd}`._\n")
@@ -393,10 +382,10 @@ STALE_TIMING = "not yet measured (stale single-shot timing: rerun)"
 
 
 def core_demo() -> str:
-    r = _load("core_demo.json")
+    r = load("core_demo.json", RESULTS)
     out = ["## LeNet-5 on mnist5k: the demo with default options\n"]
     if r is None:
-        return "".join(out) + _missing("python -m benchmarks.core_lenet")
+        return "".join(out) + missing("python -m benchmarks.core_lenet")
     p = r["provenance"]
     out.append(stale(r, "core_demo.json"))
     out.append(setup(p))
@@ -406,7 +395,7 @@ def core_demo() -> str:
     job = f", the job of `{p['command']}`" if made_by != p["command"] else ""
     out.append(f"Command: `{made_by}`{job} ({source(p, timings=True)}; {p['epochs']} epochs, "
                f"{p['seeds']} seeds, "
-               f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n")
+               f"torch {p['torch']}, {machine(p)}). Data: {p['data']['split']}\n\n")
     out.append("| row | architecture (seed 0) | params | MACs | accuracy % | latency ms (IQR) | "
                "speed-up |\n|---|---|---|---|---|---|---|\n")
     for row in ("baseline", "learned", "budgeted", "from_scratch"):
@@ -446,10 +435,10 @@ def core_demo() -> str:
 
 
 def user_loop() -> str:
-    r = _load("core_user_loop.json")
+    r = load("core_user_loop.json", RESULTS)
     out = ["\n## The same defaults in a user's own training loop, and the cost of the gates\n"]
     if r is None:
-        return "".join(out) + _missing("python -m benchmarks.core_lenet")
+        return "".join(out) + missing("python -m benchmarks.core_lenet")
     m = r["mean"]
     out.append(stale(r, "core_user_loop.json"))
     out.append(setup(r["provenance"]))
@@ -463,23 +452,24 @@ def user_loop() -> str:
     out.append(f"| plain | {plain_p} | {100 * m['plain_accuracy']:.2f} | {plain_s:.2f} |\n")
     out.append(f"| with archlearn | {m['gated_params']:.0f} | {100 * m['gated_accuracy']:.2f} "
                f"| {gated_s:.2f} |\n")
-    o = _load("core_overhead.json")
+    o = load("core_overhead.json", RESULTS)
     if o is None:
-        return "".join(out) + _missing("python -m benchmarks.core_lenet --overhead-only")
+        return "".join(out) + missing("python -m benchmarks.core_lenet --overhead-only")
     mark = stale(o, "core_overhead.json")
     if mark:  # a paragraph of its own under the table
         out.append("\n" + mark.rstrip("\n") + "\n")
     out.append(f"\nCost of the gates, same loop, epochs interleaved: {o['gated_seconds']:.2f} s "
                f"against {o['plain_seconds']:.2f} s per epoch (median of {o['epochs']}, "
-               f"{o['threads']} threads; `{o['command']}`): **{o['ratio']:.2f}x**.\n")
+               f"{o['threads']} thread{'' if o['threads'] == 1 else 's'}; `{o['command']}`): "
+               f"**{o['ratio']:.2f}x**.\n")
     return "".join(out)
 
 
 def peers() -> str:
-    r = _load("peer_torch_pruning.json")
+    r = load("peer_torch_pruning.json", RESULTS)
     out = ["\n## Torch-Pruning L1 with fine-tuning, same data and epochs\n"]
     if r is None:
-        return "".join(out) + _missing("python -m benchmarks.peer_torch_pruning")
+        return "".join(out) + missing("python -m benchmarks.peer_torch_pruning")
     out.append(stale(r, "peer_torch_pruning.json"))
     out.append(setup(r["provenance"]))
     out.append(f"Command: `{r['provenance'].get('command', '')}` ({source(r['provenance'])}).\n\n")
@@ -495,7 +485,7 @@ def peers() -> str:
 
 
 def _paper(name: str) -> dict | None:
-    return _load(f"paper/{name}.json")
+    return load(f"paper/{name}.json", RESULTS)
 
 
 def paper_section() -> str:
@@ -509,7 +499,7 @@ def paper_section() -> str:
     t = _paper("table31")
     out.append("\n## Table 3.1: AL1-AL4\n\n")
     if t is None:
-        out.append(_missing(f"{cmd} table31"))
+        out.append(missing(f"{cmd} table31"))
     else:
         p = t["provenance"]
         out.append(stale(t, "paper/table31.json"))
@@ -531,7 +521,7 @@ def paper_section() -> str:
     s = _paper("svd")
     out.append("\n## SVD of the 800x500 layer against AL\n\n")
     if s is None:
-        out.append(_missing(f"{cmd} svd"))
+        out.append(missing(f"{cmd} svd"))
     else:
         out.append(stale(s, "paper/svd.json"))
         out.append(setup(s["provenance"]))
@@ -545,7 +535,7 @@ def paper_section() -> str:
     h = _paper("hyper")
     out.append("\n## Hyper-parameters (figure 3.2a)\n\n")
     if h is None:
-        out.append(_missing(f"{cmd} hyper"))
+        out.append(missing(f"{cmd} hyper"))
     else:
         out.append(stale(h, "paper/hyper.json"))
         out.append(setup(h["provenance"]))
@@ -559,7 +549,7 @@ def paper_section() -> str:
     c = _paper("classes")
     out.append("\n## Number of classes (figure 3.2b)\n\n")
     if c is None:
-        out.append(_missing(f"{cmd} classes"))
+        out.append(missing(f"{cmd} classes"))
     else:
         out.append(stale(c, "paper/classes.json"))
         out.append(setup(c["provenance"]))
@@ -575,7 +565,7 @@ def paper_section() -> str:
     d = _paper("depth")
     out.append("\n## Depth selection (table 3.2)\n\n")
     if d is None:
-        out.append(_missing(f"{cmd} depth"))
+        out.append(missing(f"{cmd} depth"))
     else:
         out.append(stale(d, "paper/depth.json"))
         out.append(setup(d["provenance"]))
@@ -592,7 +582,7 @@ def paper_section() -> str:
     pre = _paper("pretrained")
     out.append("\n## Starting from a trained model (the CaffeNet case study, scaled down)\n\n")
     if pre is None:
-        out.append(_missing(f"{cmd} pretrained"))
+        out.append(missing(f"{cmd} pretrained"))
     else:
         out.append(stale(pre, "paper/pretrained.json"))
         out.append(setup(pre["provenance"]))
@@ -614,10 +604,10 @@ def _pm(sem: float | None) -> str:
 
 def structure_section() -> str:
     out = ["\n# Paper 3 (Stier et al.): structure, prediction and search\n"]
-    sp = _load("structure_prediction.json")
+    sp = load("structure_prediction.json", RESULTS)
     out.append("\n## Predicting accuracy from the 23 structural features\n\n")
     if sp is None:
-        out.append(_missing("python -m benchmarks.structure_prediction"))
+        out.append(missing("python -m benchmarks.structure_prediction"))
     else:
         b = sp["provenance"]["budget"]
         holdouts = [m["r2_holdout"] for r in sp["cells"].values() for m in r["r2"].values()]
@@ -658,10 +648,10 @@ def structure_section() -> str:
             noise = r.get("seed_std_single_run")
             out.append(f"| {cell} | {scores} | {ref} | {acc['min']:.2f}-{acc['max']:.2f} | "
                        f"{NA if noise is None else f'{noise:.3f}'} |\n")
-    gs = _load("genetic_search.json")
+    gs = load("genetic_search.json", RESULTS)
     out.append("\n## Genetic search with a performance predictor\n\n")
     if gs is None:
-        out.append(_missing("python -m benchmarks.genetic_search"))
+        out.append(missing("python -m benchmarks.genetic_search"))
     else:
         prov = gs["provenance"]
         budget = prov["budget"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -16,16 +15,11 @@ from benchmarks.budgets import (
     TRAIN_JSON,
     means,
 )
+from benchmarks.report_io import NA, load, machine
 
 RESULTS = Path(__file__).parent / "results"
 TOLERANCE = 0.02  # a peer up to 2% above an archlearn row's MACs counts as "equal MACs"
 UNTIMED = "not yet measured"  # latency cells before `python -m benchmarks.budgets latency`
-NA = "n/a"
-
-
-def _read(name: str) -> dict | None:
-    path = RESULTS / name
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _latency_means(timed: dict | None) -> dict[tuple, dict]:
@@ -75,7 +69,7 @@ def accuracy_cell(mean: float, sd: float, n: int) -> str:
 
 
 def section() -> str:
-    trained = _read(TRAIN_JSON)
+    trained = load(TRAIN_JSON, RESULTS)
     if trained is None:
         return ("\n## Matched MACs budgets\n\n"
                 "_Not run yet: `python -m benchmarks.budgets train`._\n")
@@ -86,13 +80,13 @@ def section() -> str:
     out.append(stale(trained, TRAIN_JSON))
     out.append(setup(p, figures="accuracy on the test split (the only choices, Optuna's, on the "
                                 "validation split)"))
-    timed = _read(LATENCY_JSON)
+    timed = load(LATENCY_JSON, RESULTS)
     lat = _latency_means(timed)
     commands = trained.get("commands") or [p["command"]]
     out.append(f"Commands (each added rows; `merge` joined parallel runs): "
                f"{', '.join(f'`{c}`' for c in commands)} (commit {(p['git']['commit'] or '?')[:10]}"
                f"{' + local changes' if p['git']['dirty'] else ''}, torch {p['torch']}, "
-               f"{p['machine']}, load average {p['load_average_1min']} at the end). "
+               f"{machine(p)}, load average {p['load_average_1min']} at the end). "
                f"Data: {p['data']['split'] if 'split' in p['data'] else p['data']}.\n\n")
     out.append(p["protocol"] + "\n\n")
     if timed is None:
@@ -218,7 +212,7 @@ def sweep_heading(rows: list[dict]) -> tuple[str, str]:
 
 
 def sweep_section() -> str:
-    swept = _read(SWEEP_JSON)
+    swept = load(SWEEP_JSON, RESULTS)
     if swept is None:
         return ("### Budgets over the number of epochs\n\n"
                 "_Not run yet: `python -m benchmarks.budgets sweep`._\n")

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from benchmarks.compress import LENET_JSON, MINILM_JSON, TP
+from benchmarks.report_io import NA, load, machine
 
 RESULTS = Path(__file__).parent / "results"
 EQUAL = 0.01  # a Torch-Pruning row more than 1% above archlearn's MACs is marked
-NA = "n/a"
-
-
-def _load(folder: Path, name: str) -> dict | None:
-    path = Path(folder) / name
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _sd(e: dict, scale: float = 1.0, digits: int = 2) -> str:
@@ -42,11 +36,11 @@ def section(folder: Path = RESULTS) -> str:
            "units removed and each layer that reads them re-fitted by ridge least squares; "
            "against Torch-Pruning's one-shot importance criteria at the same MACs, neither "
            "fine-tuned (`python -m benchmarks.compress`; protocol in its docstring).\n"]
-    lenet = _load(folder, LENET_JSON)
+    lenet = load(LENET_JSON, folder)
     out.append(lenet_section(lenet) if lenet else
                "\n### Trained LeNet-5\n\n_Not run yet: `python -m benchmarks.compress lenet "
                "--seeds 3`._\n")
-    minilm = _load(folder, MINILM_JSON)
+    minilm = load(MINILM_JSON, folder)
     out.append(minilm_section(minilm) if minilm else
                "\n### all-MiniLM-L6-v2\n\n_Not run yet: `python -m benchmarks.compress minilm "
                "--seeds 3`._\n")
@@ -62,7 +56,7 @@ def lenet_section(r: dict[str, Any]) -> str:
            setup(p, epochs=f"{p['epochs']} for the dense model, none after compression")]
     out.append(
         f"Command: `{p['command']}` ({source(p, timings=True)}; torch {p['torch']}, "
-        f"{p['machine']}). Data: {p['data']['split']}; {p['data']['train']:,} training / "
+        f"{machine(p)}). Data: {p['data']['split']}; {p['data']['train']:,} training / "
         f"{p['data']['valid']:,} validation / {p['data']['test']:,} test images. The dense model "
         f"of each seed: {p['epochs']} epochs (Adam 1e-3, batch 64), weights cached. Calibration: "
         f"{p['calibration']} training images per seed. *archlearn* scores the units without "
@@ -139,7 +133,7 @@ def minilm_section(r: dict[str, Any]) -> str:
                  figures="figures on the test sentences")]
     out.append(
         f"Command: `{p['command']}` ({source(p, timings=True)}; torch {p['torch']}, "
-        f"{p['machine']}). Budget {p['budget']} of the MACs of one {p['tokens']}-token "
+        f"{machine(p)}). Budget {p['budget']} of the MACs of one {p['tokens']}-token "
         f"sentence. Calibration: {p['calibration']} sentences of the train split of "
         f"{d['name']} ({d['sizes']['train']:,} sentences), a new draw for each seed. Fidelity "
         "to the original (mean cosine of the mean-pooled embeddings; top-10: share of each "

@@ -9,8 +9,9 @@ Numbers come only from ``benchmarks/results/compare_methods.json``, ``method_set
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from benchmarks.report_io import load, machine, missing
 
 RESULTS = Path(__file__).parent / "results"
 COMPARE_CMD = "python -m benchmarks.compare_methods --seeds 3 --epochs 10"
@@ -18,21 +19,12 @@ STIER_CMD = "python -m benchmarks.magnitude_stier --seeds 3 --epochs 100"
 FAMILY_ORDER = {"baseline": 0, "archlearn": 1, "peer": 2}
 
 
-def _load(results: Path, name: str) -> dict | None:
-    path = results / name
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _missing(command: str) -> str:
-    return f"_Not run yet: `{command}`._\n"
-
-
 def _opening(results: Path, name: str, heading: str, command: str) -> tuple[dict | None, list]:
     """A section's results and its first lines: the heading, then the stale mark, or the
     command to run when there are no results yet."""
-    r = _load(results, name)
+    r = load(name, results)
     if r is None:
-        return None, [heading, _missing(command)]
+        return None, [heading, missing(command)]
     from benchmarks.report import stale
 
     return r, [heading, stale(r, name)]
@@ -94,7 +86,7 @@ def compare_section(results: Path = RESULTS) -> str:
                "row, mean of "
                f"{p['seeds']} "
                f"seeds, torch {p['torch']}, torch-pruning {_tp_version(p)}, "
-               f"{p['machine']}). Data: mnist5k, {p['data']['train']:,} training and "
+               f"{machine(p)}). Data: mnist5k, {p['data']['train']:,} training and "
                f"{p['data']['test']:,} test images (real MNIST digits; not the 60,000-image "
                "MNIST of the papers).")
     if p.get("note"):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from benchmarks.report_io import load, machine
 
 RESULTS = Path(__file__).parent / "results"
 # the one-shot start (al.compress, not distilled) and the int8 row (archlearn's model with dynamic
 # int8 Linear layers) beside the distilled models, where a run has them
 ORDER = ("original", "oneshot", "archlearn", "archlearn-int8", "first-3-layers", "first-4-layers",
          "torch-pruning")
-
-
-def _load(name: str) -> dict | None:
-    path = RESULTS / name
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _widths(values: list[int]) -> str:
@@ -32,7 +28,7 @@ def section() -> str:
     from benchmarks.report import setup, source, stale
 
     out = ["\n## all-MiniLM-L6-v2 shrunk, its sentence embeddings kept\n\n"]
-    r = _load("minilm.json")
+    r = load("minilm.json", RESULTS)
     if r is None:
         return "".join(out) + "_Not run yet: `python -m benchmarks.minilm fidelity`._\n"
     p = r["provenance"]
@@ -44,7 +40,7 @@ def section() -> str:
         f"Command: `{p['command']}` ({source(p)}; the job `archlearn run minilm-distill` for "
         f"{_seeds(p)}; {p['steps']} distillation steps of {p['batch_size']} "
         f"sentences per model, method {p['method']}, budget {p['budget']}; torch {p['torch']}, "
-        f"{p['machine']}). Data: {data['name']}, {data['split']}; {data['sizes']['train']} "
+        f"{machine(p)}). Data: {data['name']}, {data['split']}; {data['sizes']['train']} "
         f"train / {data['sizes']['valid']} validation / {data['sizes']['test']} test sentences "
         f"(sha256 of the test split {data['sha256']['test']}); every figure below is on the test "
         f"sentences, read once per model.\n\n")
@@ -88,7 +84,7 @@ def section() -> str:
 def _latency() -> str:
     from benchmarks.report import source, stale
 
-    t = _load("minilm_latency.json")
+    t = load("minilm_latency.json", RESULTS)
     if t is None:
         return ("\nLatency: _not measured on a quiet machine yet: "
                 "`python -m benchmarks.minilm latency`._\n")

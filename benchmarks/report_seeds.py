@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.report_methods import _load, _missing, _pct
+from benchmarks.report_io import load, machine, missing
+from benchmarks.report_methods import _pct
 
 RESULTS = Path(__file__).parent / "results"
 SWITCHER_CMD = "python -m benchmarks.switcher --seeds 3 --epochs 4 6 --jobs 2"
@@ -50,9 +51,9 @@ def _epochs(epochs: int | dict) -> str:
 
 def switcher_section(results: Path = RESULTS) -> str:
     out = ["\n# Paper 2 (Han et al., the switcher network): neurons against connections\n\n"]
-    r = _load(results, "switcher.json")
+    r = load("switcher.json", results)
     if r is None:
-        return "".join(out) + _missing(SWITCHER_CMD)
+        return "".join(out) + missing(SWITCHER_CMD)
     from benchmarks.report import setup, stale
 
     p = r["provenance"]
@@ -60,7 +61,7 @@ def switcher_section(results: Path = RESULTS) -> str:
     out.append(setup(p))
     out.append(
         f"Command: `{p['command']}` ({_epochs(p['epochs'])} epochs, mean of {p['seeds']} seeds, "
-        f"torch {p['torch']}, {p['machine']}). Data: {p['data']['split']}\n\n"
+        f"torch {p['torch']}, {machine(p)}). Data: {p['data']['split']}\n\n"
         "Protocol (the official code's schedule, `benchmarks/switcher.py`): task weights with "
         "plain SGD at lr 0.1, the switchers with their own SGD at lr 0.1, both x0.1 at 50% "
         "and 75% of the epochs; epochs alternate between the two (the MLP from its first "
@@ -127,9 +128,9 @@ def _diffsparse_experiment(title: str, e: dict) -> str:
 
 def diffsparse_section(results: Path = RESULTS) -> str:
     out = ["\n# Paper 4 (Lee, differentiable sparsification): single weights and a DAG cell\n\n"]
-    r = _load(results, "diffsparse.json")
+    r = load("diffsparse.json", results)
     if r is None:
-        return "".join(out) + _missing(DIFFSPARSE_CMD)
+        return "".join(out) + missing(DIFFSPARSE_CMD)
     from benchmarks.report import setup, stale
 
     first = next(iter(r["experiments"].values()))["provenance"]
@@ -140,7 +141,7 @@ def diffsparse_section(results: Path = RESULTS) -> str:
                                                                  "split"))
     out.append(
         f"Command: `{first['command']}` ({first['epochs']} epochs, mean of {first['seeds']} "
-        f"seeds, torch {first['torch']}, {first['machine']}).\n\n"
+        f"seeds, torch {first['torch']}, {machine(first)}).\n\n"
         "Protocol (`benchmarks/diffsparse.py`): the weights train with Adam (lr 1e-3, batch "
         "64), beta with the method's Adam (lr 1e-2); `lam` is chosen on a validation split "
         "(the sparsest setting within 1 point of the dense net's validation accuracy), then "

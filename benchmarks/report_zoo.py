@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.report_io import machine
+
 RESULTS = Path(__file__).parent / "results" / "zoo.json"
 
 
@@ -38,7 +40,7 @@ def section(path: Path = RESULTS) -> str:
     libraries = "".join(f", {lib} {p[lib]}" for lib in ("timm", "torchvision") if lib in p)
     out.append(
         f"Command: `{p['command']}` (commit {(p['git']['commit'] or '?')[:10]}{dirty}, "
-        f"torch {p['torch']}, transformers {p['transformers']}{libraries}, {p['machine']}). "
+        f"torch {p['torch']}, transformers {p['transformers']}{libraries}, {machine(p)}). "
         "transformers' own model classes, timm's (`timm/...`) and torchvision's (`tv/...`) at "
         "their default sizes, random init (nothing downloaded), and the "
         "pre-trained all-MiniLM-L6-v2; images 224x224, 128 tokens. *Gated channels*: the share "

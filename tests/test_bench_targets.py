@@ -39,9 +39,9 @@ def test_results_status_names_the_make_target_of_every_section():
         assert f"refresh: {command}\n" in entry + "\n"
         targets = [f"bench-{t}" for t in run_all.writers(name)]
         assert f"target: make {' '.join(targets)}" in entry
-    # a section whose rows come from several targets says so, and how to start afresh
+    # a section whose rows come from several targets says so, and which rows are made again
     assert "in this order, each within an hour" in report.make_targets("budgets.json")
-    assert "delete it first" in report.make_targets("budgets_sweep.json")
+    assert "the others made again" in report.make_targets("budgets_sweep.json")
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

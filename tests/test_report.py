@@ -76,7 +76,7 @@ def test_demo_section_marks_a_stale_timing_and_a_missing_budgeted_row(monkeypatc
                                    for r in ("baseline", "learned", "from_scratch")}}],
            "mean": {r: {"params": 1, "macs": 2, "latency_ms": 200.0, "accuracy": 0.5}
                     for r in ("baseline", "learned", "from_scratch")}}
-    monkeypatch.setattr(report, "_load", lambda name: old)
+    monkeypatch.setattr(report, "load", lambda name, folder: old)
     text = report.core_demo()
     _filled(text)
     assert "| budgeted | not yet measured: rerun `python -m benchmarks.core_lenet` |" in text
