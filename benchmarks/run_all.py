@@ -11,8 +11,8 @@ The minutes of a step are an estimate on the 2-core machine, from the seconds it
 recorded (``seconds``, ``wall_seconds``, per-row ``seconds``); those runs shared the machine
 (load averages 2-15 on 2 CPUs), so on a quiet machine a step is faster, never slower. Where a
 file recorded no timing, ``basis`` says what the estimate scales from. A resumable benchmark
-(``budgets train`` and ``sweep``) skips the rows already in its file, which is what lets its rows
-be split over several targets: each target adds its own share, in order.
+(``budgets train`` and ``sweep``) skips the rows that today's code already made (and makes the
+others again), which is what lets its rows be split over several targets: each adds its share.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ class Step:
         return " ".join(["python", *self.args])
 
 
-def _budgets(*args: str, minutes: float, basis: str) -> Step:
-    return Step(("-m", "benchmarks.budgets", "train", "--seeds", "3", "--epochs", "20", *args),
-                ("budgets.json",), minutes, basis)
+def _budgets(*args: str, minutes: float, basis: str, seeds: int = 3) -> Step:
+    return Step(("-m", "benchmarks.budgets", "train", "--seeds", str(seeds), "--epochs", "20",
+                 *args), ("budgets.json",), minutes, basis)
 
 
 def _sweep(*args: str, minutes: float, basis: str) -> Step:
@@ -51,14 +51,13 @@ def _sweep(*args: str, minutes: float, basis: str) -> Step:
                 basis)
 
 
-# LeNet-5 rows of budgets.json, mean seconds per row (20 epochs, 1 thread, load 3 on 2 CPUs):
-# baseline 328, tsrelu 341, l0 275, tp-l1 193, tp-taylor 190 (each including its share of the
-# dense half-run); morphnet taken as tsrelu; optuna as 50 epochs of the baseline (6 trials of 5
-# epochs, then 20): 820. Residual CNN rows: 26-33 s (tsrelu 1.65 s per epoch).
-_LENET_ARCHLEARN = "3 seeds x (tsrelu 341 + l0 275 + morphnet ~341) s"
-_LENET_TP = "dense 3 x 328 s, then 3 seeds x (tp-l1 193 + tp-taylor 190) s per budget"
-_LENET_OPTUNA = "3 seeds x 820 s (50 epochs at the baseline's 16.4 s)"
-_SWEEP_LENET = "tsrelu at 17 s per epoch (budgets.json), 5 budgets"
+# budgets.json at 40c8cc9, from a clean worktree with nothing else running (1 thread): LeNet-5
+# rows of tsrelu / l0 / morphnet 35-38 s each (27 rows, 1005 s); baseline 33 s, Torch-Pruning
+# 22-29 s, Optuna 24-52 s (27 rows, 1354 s). The residual CNN (width 16): a dense epoch 6.4 s
+# (LeNet-5 3.2 s), so a row of 20 epochs about 2-2.5x LeNet-5's. ``--seeds k`` runs seeds
+# 0..k-1 and skips the rows today's code already made: one seed per target.
+_RESNET = "seed {k}: dense 128 s + 9 gated rows x ~155 s + 6 Torch-Pruning x ~45 s + Optuna"
+_SWEEP_RESNET = "tsrelu at ~8 s per epoch on the residual CNN x 4 budgets x 40 epochs, one seed"
 
 TARGETS: dict[str, list[Step]] = {
     "core": [
@@ -114,7 +113,8 @@ TARGETS: dict[str, list[Step]] = {
     ],
     "compress": [
         Step(("-m", "benchmarks.compress", "all", "--seeds", "3"),
-             ("compress_lenet.json", "compress_minilm.json"), 7, "seconds 96 + 271"),
+             ("compress_lenet.json", "compress_minilm.json"), 27,
+             "1579 s at 692b869 from a clean worktree (LeNet-5 trained afresh; MiniLM 544 s)"),
         Step(("-m", "benchmarks.minilm", "latency"), ("minilm_latency.json",), 2, "seconds 56"),
     ],
     "papers-2-4": [
@@ -123,38 +123,21 @@ TARGETS: dict[str, list[Step]] = {
         Step(("-m", "benchmarks.diffsparse", "--seeds", "3", "--epochs", "30"),
              ("diffsparse.json",), 9, "train_seconds 473 in all"),
     ],
-    **{f"budgets-lenet5-{pct}": [
-        _budgets("--models", "lenet5", "--methods", "tsrelu", "l0", "morphnet", "--budgets",
-                 str(budget), minutes=48, basis=_LENET_ARCHLEARN)]
-       for pct, budget in (("50", 0.5), ("25", 0.25), ("10", 0.1))},
-    "budgets-lenet5-tp": [
-        _budgets("--models", "lenet5", "--methods", "baseline", "tp-l1", "tp-taylor",
-                 "--budgets", "0.5", "0.25", minutes=55, basis=_LENET_TP + ", 2 budgets")],
-    "budgets-lenet5-tp-10": [
-        _budgets("--models", "lenet5", "--methods", "tp-l1", "tp-taylor", "--budgets", "0.1",
-                 minutes=36, basis=_LENET_TP + ", 1 budget")],
-    **{f"budgets-lenet5-optuna-{pct}": [
-        _budgets("--models", "lenet5", "--methods", "optuna", "--budgets", str(budget),
-                 minutes=41, basis=_LENET_OPTUNA)]
-       for pct, budget in (("50", 0.5), ("25", 0.25), ("10", 0.1))},
-    "budgets-resnet": [
-        _budgets("--models", "resnet", "--methods", "baseline", "tsrelu", "l0", "morphnet",
-                 "tp-l1", "tp-taylor", minutes=40,
-                 basis="residual CNN rows: baseline 350 s, others 26-33 s; 3 seeds x 3 budgets"),
-        _budgets("--models", "resnet", "--methods", "optuna", minutes=13,
-                 basis="50 epochs at 1.65 s, 3 seeds x 3 budgets"),
-    ],
-    "budgets-sweep-lenet5-10": [
-        _sweep("--seeds", "3", "--epochs", "10", "--models", "lenet5", minutes=43,
-               basis=_SWEEP_LENET + " x 3 seeds x 10 epochs")],
-    # 30 epochs: one seed per target (``--seeds k`` runs seeds 0..k-1 and skips those done)
-    **{f"budgets-sweep-lenet5-30-seed{k - 1}": [
-        _sweep("--seeds", str(k), "--epochs", "30", "--models", "lenet5", minutes=43,
-               basis=_SWEEP_LENET + " x 30 epochs, one seed")]
+    "budgets-lenet5": [
+        _budgets("--models", "lenet5", "--methods", "tsrelu", "l0", "morphnet", minutes=17,
+                 basis="1005 s at 40c8cc9 (27 rows)")],
+    "budgets-lenet5-peers": [
+        _budgets("--models", "lenet5", "--methods", "baseline", "tp-l1", "tp-taylor", "optuna",
+                 minutes=23, basis="1354 s at 40c8cc9 (27 rows)")],
+    **{f"budgets-resnet-seed{k - 1}": [
+        _budgets("--models", "resnet", seeds=k, minutes=40, basis=_RESNET.format(k=k - 1))]
        for k in (1, 2, 3)},
-    "budgets-sweep-resnet": [
-        _sweep("--seeds", "3", "--epochs", "10", "30", "--models", "resnet", minutes=13,
-               basis="tsrelu on the residual CNN at 1.65 s per epoch x 4 budgets x 3 seeds x 40")],
+    "budgets-sweep-lenet5": [
+        _sweep("--seeds", "3", "--models", "lenet5", minutes=20,
+               basis="tsrelu at 1.8 s per epoch (budgets.json) x 5 budgets x 40 epochs x 3 seeds")],
+    **{f"budgets-sweep-resnet-seed{k - 1}": [
+        _sweep("--seeds", str(k), "--models", "resnet", minutes=22, basis=_SWEEP_RESNET)]
+       for k in (1, 2, 3)},
     "budgets-latency": [  # after every budgets target: times the trained rows (a quiet machine)
         Step(("-m", "benchmarks.budgets", "latency"), ("budgets_latency.json",), 15,
              "no timing recorded; 30 interleaved rounds per seed at batch 1 and 256"),
