@@ -241,4 +241,8 @@ def sweep_section() -> str:
                    f"{statistics.fmean(ratios):.3f}{spread} | "
                    f"{'yes' if landed == len(rows) else f'no ({landed}/{len(rows)} seeds)'} | "
                    f"{ctrl:.2f} | {100 * statistics.fmean(r['accuracy'] for r in rows):.2f} |\n")
+    swept_models = {r["model"] for r in swept["rows"]}
+    out += [f"\n_Not run yet for the {label}: `python -m benchmarks.budgets sweep --seeds 3 "
+            f"--models {name}`._\n" for name, (label, _) in MODELS.items()
+            if name not in swept_models]
     return "".join(out)

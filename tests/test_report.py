@@ -67,6 +67,14 @@ def test_budgets_section_marks_what_is_not_measured(tmp_path, monkeypatch):
     assert "not yet measured | not yet measured |" in text  # no latency JSON: untimed
     assert "Not run yet: `python -m benchmarks.budgets train --models resnet`" in text
     assert "Not run yet: `python -m benchmarks.budgets sweep`" in text
+    swept = {"model": "lenet5", "kind": "macs", "budget": 0.25, "epochs": 10, "seed": 0,
+             "ratio": 0.99, "controller_ratio": 0.7, "accuracy": 0.97}
+    (tmp_path / report_budgets.SWEEP_JSON).write_text(json.dumps(
+        {"provenance": provenance, "rows": [swept]}))
+    text = report_budgets.sweep_section()
+    assert "| lenet5 | 25% macs | 10 | n=1 | 0.990 | yes |" in text
+    assert "Not run yet for the residual CNN with BatchNorm (tiny_resnet, width 16): `python -m " \
+           "benchmarks.budgets sweep --seeds 3 --models resnet`" in text
 
 
 def test_demo_section_marks_a_stale_timing_and_a_missing_budgeted_row(monkeypatch):
