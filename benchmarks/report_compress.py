@@ -122,6 +122,16 @@ def _lenet_verdicts(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_FIGURE_LABELS = {"cosine_test": "cosine on the test sentences", "top10_test": "top-10 on them",
+                  "cosine_other": "cosine on the man pages", "top10_other": "top-10 on them"}
+
+
+def _differences(comparison: dict[str, dict]) -> str:
+    """archlearn minus a peer, per MiniLM figure, with the seeds archlearn won."""
+    return "; ".join(f"{_FIGURE_LABELS[k]} {v['difference']:+.4f} (better in {v['seeds_won']} "
+                     f"of {v['seeds']} seeds)" for k, v in comparison.items())
+
+
 def minilm_section(r: dict[str, Any]) -> str:
     from benchmarks.report import setup, source, stale
 
@@ -167,18 +177,12 @@ def minilm_section(r: dict[str, Any]) -> str:
             f"{NA if name == 'original' else format(e['seconds']['mean'], '.1f')} | "
             f"{e['speedup_b32x128']['mean']:.2f}x | "
             f"{e['speedup_b1x128']['mean']:.2f}x |\n")
-    c = r["comparison"]
-    labels = {"cosine_test": "cosine on the test sentences", "top10_test": "top-10 on them",
-              "cosine_other": "cosine on the man pages", "top10_other": "top-10 on them"}
-    parts = [f"{labels[k]} {v['difference']:+.4f} (better in {v['seeds_won']} of {v['seeds']} "
-             "seeds)" for k, v in c.items()]
     tp = r["runs"][0]["rows"]["torch-pruning"]
-    out.append(f"\narchlearn minus Torch-Pruning: {'; '.join(parts)}. Torch-Pruning's MACs "
-               f"against archlearn's: {_signed(100 * (tp['macs_vs_archlearn'] - 1), 1)}% "
+    out.append(f"\narchlearn minus Torch-Pruning: {_differences(r['comparison'])}. Torch-Pruning's "
+               f"MACs against archlearn's: {_signed(100 * (tp['macs_vs_archlearn'] - 1), 1)}% "
                f"(seed 0; whole heads, the same in every layer); its search for the ratio took "
                f"{tp['search_seconds']:.0f} s more.\n")
     if "comparison_recipe" in r:
-        parts = [f"{labels[k]} {v['difference']:+.4f} (better in {v['seeds_won']} of "
-                 f"{v['seeds']} seeds)" for k, v in r["comparison_recipe"].items()]
-        out.append(f"\narchlearn minus the ANCHORS.md recipe: {'; '.join(parts)}.\n")
+        out.append("\narchlearn minus the ANCHORS.md recipe: "
+                   f"{_differences(r['comparison_recipe'])}.\n")
     return "".join(out)
