@@ -221,7 +221,9 @@ def sweep_section() -> str:
     title, verdict = sweep_heading(swept["rows"])
     out = [title + "\n\n", stale(swept, SWEEP_JSON)]
     p = swept["provenance"]
-    out.append(f"Command: `{p['command']}`: tsrelu with `cost` and `budget` "
+    commands = swept.get("commands") or [p["command"]]
+    out.append(f"Commands: {', '.join(f'`{c}`' for c in commands)} (each run makes only the "
+               "rows not yet current; `--seeds k` adds seed k-1): tsrelu with `cost` and `budget` "
                "of the same kind. Reached / budget: mean (min-max) over seeds, counted on the "
                "shrunk model; *hit*: every seed within "
                f"{100 * HIT:.0f}% under the budget (never over); *controller*: where the "
