@@ -82,9 +82,8 @@ def section() -> str:
                                 "validation split)"))
     timed = load(LATENCY_JSON, RESULTS)
     lat = _latency_means(timed)
-    commands = trained.get("commands") or [p["command"]]
     out.append(f"Commands (each added rows; `merge` joined parallel runs): "
-               f"{', '.join(f'`{c}`' for c in commands)} (commit {(p['git']['commit'] or '?')[:10]}"
+               f"{_commands(trained)} (commit {(p['git']['commit'] or '?')[:10]}"
                f"{' + local changes' if p['git']['dirty'] else ''}, torch {p['torch']}, "
                f"{machine(p)}, load average {p['load_average_1min']} at the end). "
                f"Data: {p['data']['split'] if 'split' in p['data'] else p['data']}.\n\n")
@@ -211,6 +210,12 @@ def sweep_heading(rows: list[dict]) -> tuple[str, str]:
                      f"it): {'; '.join(listed)}.")
 
 
+def _commands(payload: dict) -> str:
+    """The commands a resumable file's rows come from (its ``commands``), as inline code."""
+    commands = payload.get("commands") or [payload["provenance"]["command"]]
+    return ", ".join(f"`{c}`" for c in commands)
+
+
 def sweep_section() -> str:
     swept = load(SWEEP_JSON, RESULTS)
     if swept is None:
@@ -221,8 +226,7 @@ def sweep_section() -> str:
     title, verdict = sweep_heading(swept["rows"])
     out = [title + "\n\n", stale(swept, SWEEP_JSON)]
     p = swept["provenance"]
-    commands = swept.get("commands") or [p["command"]]
-    out.append(f"Commands: {', '.join(f'`{c}`' for c in commands)} (each run makes only the "
+    out.append(f"Commands: {_commands(swept)} (each run makes only the "
                "rows not yet current; `--seeds k` adds seed k-1): tsrelu with `cost` and `budget` "
                "of the same kind. Reached / budget: mean (min-max) over seeds, counted on the "
                "shrunk model; *hit*: every seed within "
