@@ -79,7 +79,7 @@ SECTIONS: list[tuple[str, str, str]] = [
      "python -m benchmarks.genetic_search"),
     ("zoo.json", "Real architectures: what is gated", "python -m benchmarks.zoo"),
     ("minilm.json", "all-MiniLM-L6-v2 shrunk and distilled",
-     "python -m benchmarks.minilm fidelity"),
+     "python -m benchmarks.minilm fidelity --first-seed K, for K = 0, 1, 2"),
     ("minilm_latency.json", "all-MiniLM-L6-v2: CPU latency", "python -m benchmarks.minilm latency"),
     ("compress_lenet.json", "One-shot compression: trained LeNet-5",
      "python -m benchmarks.compress lenet --seeds 3"),

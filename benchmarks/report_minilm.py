@@ -17,11 +17,29 @@ def _widths(values: list[int]) -> str:
     return " ".join(str(v) for v in values)
 
 
-def _seeds(p: dict) -> str:
-    """Which seeds the figures cover, and whether the run stopped before all it planned."""
-    done, planned = p["seeds"], p.get("seeds_planned", p["seeds"])
-    cut = f", of {planned} planned: the run was stopped early" if done < planned else ""
-    return f"seeds 0 to {done - 1}{cut}" if done > 1 else f"seed 0 only{cut}"
+def _seeds(p: dict, runs: list[dict]) -> str:
+    """Which seeds the figures cover, and how many are still to run of those planned."""
+    seeds = [r["seed"] for r in runs]
+    planned = p.get("seeds_planned", len(seeds))
+    cut = f", {planned - len(seeds)} of the {planned} planned still to run" if len(
+        seeds) < planned else ""
+    named = f"seed {seeds[0]} only" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+    return named + cut
+
+
+def _phases(p: dict) -> str:
+    """How archlearn's steps were spent, and in which precision the students trained."""
+    if "gated" not in p:
+        return ""
+    precision = "bfloat16 autocast" if p.get("bf16") else "float32"
+    return (f" (archlearn: gates for {100 * p['gated']:.0f}% of the steps, then the shrunk "
+            f"model dense; trained in {precision})")
+
+
+def _commands(p: dict) -> str:
+    """Every command whose run's rows the file holds (one per seed for a resumed file)."""
+    parts = p.get("parts") or [p]
+    return ", ".join(f"`{c}`" for c in dict.fromkeys(part["command"] for part in parts))
 
 
 def section() -> str:
@@ -37,9 +55,10 @@ def section() -> str:
     out.append(setup(p, epochs=f"{p['steps']} distillation steps per model (no epochs)",
                      figures="figures on the test sentences"))
     out.append(
-        f"Command: `{p['command']}` ({source(p)}; the job `archlearn run minilm-distill` for "
-        f"{_seeds(p)}; {p['steps']} distillation steps of {p['batch_size']} "
-        f"sentences per model, method {p['method']}, budget {p['budget']}; torch {p['torch']}, "
+        f"Commands: {_commands(p)} ({source(p)}; the job `archlearn run minilm-distill` for "
+        f"{_seeds(p, r['runs'])}; {p['steps']} distillation steps of {p['batch_size']} "
+        f"sentences per model{_phases(p)}, method {p['method']}, budget {p['budget']}; "
+        f"torch {p['torch']}, "
         f"{machine(p)}). Data: {data['name']}, {data['split']}; {data['sizes']['train']} "
         f"train / {data['sizes']['valid']} validation / {data['sizes']['test']} test sentences "
         f"(sha256 of the test split {data['sha256']['test']}); every figure below is on the test "

@@ -93,3 +93,47 @@ def test_tiny_demo_run_writes_results(tmp_path, archlearn_main, quick_latency):
     assert row["speedup"] == 1.0 and row["latency_iqr_ms"] >= 0
     assert results["provenance"]["data"]["train"] == 4000
     assert (tmp_path / "widths.png").stat().st_size > 1000
+
+
+def test_minilm_options_reach_the_job(tmp_path, archlearn_main, monkeypatch):
+    """``--gated`` and ``--baselines`` (flags or config fields) reach minilm-distill's ``run``
+    as ``gated`` and ``baselines=True``; without them the job's defaults hold
+    (no gated share passed, no baselines). The job itself is replaced by a stand-in with its
+    signature that records what it got and stops."""
+    import functools
+
+    from archlearn import ArchlearnError
+    from archlearn.jobs import minilm_distill
+
+    calls: list[dict] = []
+
+    @functools.wraps(minilm_distill.run)
+    def stand_in(out, **settings):
+        calls.append(settings)
+        raise ArchlearnError("stand-in stops here")
+
+    monkeypatch.setattr(minilm_distill, "run", stand_in)
+    out = str(tmp_path / "o")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"job": "minilm-distill", "out": out, "gated": 0.2,
+                                  "baselines": True, "start": "full"}))
+    for args in (["--gated", "0.3", "--baselines", "--out", out], ["--out", out],
+                 ["--config", str(config)]):
+        code, _, err = archlearn_main("run", "minilm-distill", *args)
+        assert code == 2 and "stand-in stops here" in err, (args, err)
+    flags, plain, from_file = calls
+    assert (flags["gated"], flags["baselines"]) == (0.3, True)
+    assert not {"gated", "baselines", "truncate", "torch_pruning"} & set(plain)
+    assert (from_file["gated"], from_file["baselines"], from_file["start"]) == (0.2, True, "full")
+    _, out_help, _ = archlearn_main("run", "--help")
+    assert "--gated" in out_help and "--baselines" in out_help
+    # lenet-mnist takes neither, from flags or from a config file; the share is in (0, 1]
+    config.write_text(json.dumps({"job": "lenet-mnist", "out": out, "baselines": False}))
+    for args, match in ((["lenet-mnist", "--gated", "0.5"], "takes no gated"),
+                        (["lenet-mnist", "--baselines"], "takes no baselines"),
+                        (["lenet-mnist", "--config", str(config)], "takes no baselines"),
+                        (["minilm-distill", "--gated", "0"], "gated"),
+                        (["minilm-distill", "--gated", "1.01"], "gated")):
+        code, _, err = archlearn_main("run", *args, "--out", out)
+        assert code == 2 and match in err, (args, err)
+    assert len(calls) == 3 and not (tmp_path / "o").exists()

@@ -6,6 +6,7 @@ import torch
 from archlearn import ArchlearnError
 from archlearn.data.text import (
     length_batches,
+    length_groups,
     load_text,
     pad,
     prose_sentences,
@@ -94,6 +95,37 @@ def test_length_batches_cover_every_row_once_per_epoch_and_are_seeded():
     assert len(length_batches(rows, batch_size=8, steps=20, seed=3)) == 20  # next epochs
     ids, mask = pad([[1, 2, 3], [4]])
     assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_length_groups_cover_every_row_once_per_epoch_and_are_seeded():
+    lengths = [1 + (7 * i) % 23 for i in range(130)]
+    groups = length_groups(lengths, batch_size=8, steps=40, seed=5, pool=4)
+    assert len(groups) == 40 and all(1 <= len(g) <= 8 for g in groups)
+    # epoch after epoch: 17 batches (16 of 8 and one of 2) hold each of the 130 rows once
+    per_epoch = 17
+    for epoch in range(2):
+        rows = [i for g in groups[epoch * per_epoch:(epoch + 1) * per_epoch] for i in g]
+        assert sorted(rows) == list(range(130))
+    assert len({i for g in groups[2 * per_epoch:] for i in g}) == sum(
+        len(g) for g in groups[2 * per_epoch:])  # the third, cut short, repeats no row
+    # similar lengths share a batch: each batch is sorted out of its pool of 32 rows
+    assert sum(max(lengths[i] for i in g) - min(lengths[i] for i in g) for g in groups) < (
+        sum(max(lengths) - min(lengths) for _ in groups) / 2)
+    assert length_groups(lengths, batch_size=8, steps=40, seed=5, pool=4) == groups
+    assert length_groups(lengths, batch_size=8, steps=40, seed=6, pool=4) != groups
+    assert groups[per_epoch:2 * per_epoch] != groups[:per_epoch]  # each epoch shuffles anew
+    with pytest.raises(ArchlearnError, match="batch_size"):
+        length_groups([], batch_size=8, steps=1, seed=0)
+
+
+def test_length_batches_pad_the_length_groups():
+    rows = [[3 + i] * (1 + (5 * i) % 11) for i in range(45)]
+    groups = length_groups([len(r) for r in rows], batch_size=6, steps=12, seed=2, pool=3)
+    batches = length_batches(rows, batch_size=6, steps=12, seed=2, pool=3)
+    assert len(batches) == len(groups) == 12
+    for (ids, mask), group in zip(batches, groups):
+        want_ids, want_mask = pad([rows[i] for i in group])
+        assert torch.equal(ids, want_ids) and torch.equal(mask, want_mask)
 
 
 def test_embedding_fidelity():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import archlearn as al
-from archlearn.distillation import Distiller, embed, mean_pool
+from archlearn.distillation import Distiller, embed, mean_pool, similarity_loss
 from archlearn.seeding import seeded
 
 T = pytest.importorskip("transformers")
@@ -38,6 +38,31 @@ def test_zero_for_the_teacher_itself_positive_for_another_model(loss):
     assert d(teacher, ids, mask).item() == pytest.approx(0.0, abs=1e-6)
     assert d(other, ids, mask).item() > 1e-3
     assert set(d.last) == {"embedding", "hidden"}
+
+
+def test_similarity_term_compares_the_in_batch_similarity_matrices():
+    teacher, other = _bert(), _bert(seed=1)
+    ids, mask = _batch()
+    d = al.distill(teacher, similarity=2.0)
+    with torch.no_grad():
+        assert d(teacher, ids, mask).item() == pytest.approx(0.0, abs=1e-6)
+        assert set(d.last) == {"embedding", "similarity"}
+        assert d.last["similarity"] == pytest.approx(0.0, abs=1e-6)
+        total = d(other, ids, mask).item()
+        s, t = embed(other, ids, mask), embed(teacher, ids, mask)
+    term = d.last["similarity"]
+    assert term > 1e-4
+    # the term as defined: MSE of the cosine-similarity matrices, weighted into the loss
+    cos = torch.nn.functional.cosine_similarity
+    want = ((cos(s[:, None], s[None], dim=-1) - cos(t[:, None], t[None], dim=-1)) ** 2).mean()
+    assert term == pytest.approx(want.item(), rel=1e-4)
+    assert total == pytest.approx(d.last["embedding"] + 2.0 * term, rel=1e-6)
+    assert similarity_loss(3.0 * t, t).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
+    # weight 0 (the default): no term, and the loss is the embedding term alone
+    plain = al.distill(teacher)
+    with torch.no_grad():
+        assert plain(other, ids, mask).item() == pytest.approx(d.last["embedding"], rel=1e-6)
+    assert "similarity" not in plain.last
 
 
 def test_cosine_term_is_one_minus_cosine_of_pooled_embeddings():
@@ -117,6 +142,10 @@ def test_bad_arguments_are_named():
         al.distill(_bert(), loss="l1")
     with pytest.raises(al.ArchlearnError, match="hidden"):
         al.distill(_bert(), hidden=-1.0)
+    with pytest.raises(al.ArchlearnError, match="similarity weight must be >= 0"):
+        al.distill(_bert(), similarity=-0.5)
+    with pytest.raises(al.ArchlearnError, match="similarity"):
+        al.distill(_bert(), similarity=float("nan"))
     plain = torch.nn.Embedding(50, 4)
     with pytest.raises(al.ArchlearnError, match="hidden_states"):
         al.distill(lambda ids, attention_mask=None, output_hidden_states=False: plain(ids),

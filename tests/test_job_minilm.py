@@ -1,10 +1,12 @@
 """The job ``minilm-distill`` end to end, on a tiny random BERT with MiniLM's vocabulary.
 
-Every step of the real job runs (text file, teacher cache, gates with a MACs budget, distillation,
-shrinking, truncation and Torch-Pruning baselines, fidelity on the test split, interleaved
-latency, saving); then every saved model reloads with ``al.load(dir, model=BertModel(config))``
-to outputs identical to the model the job evaluated. The same with ``oneshot=True``: the teacher
-compressed by ``al.compress`` on calibration sentences, beside Torch-Pruning, neither trained.
+Every step of the real job runs (text file, teacher cache, gates with a MACs budget for the
+gated share of the steps, shrinking, dense distillation for the rest, the truncation and
+Torch-Pruning baselines asked for explicitly, a validation curve, fidelity on the test split,
+interleaved latency, saving); then every saved model reloads with
+``al.load(dir, model=BertModel(config))`` to outputs identical to the model the job evaluated.
+The same with ``oneshot=True``: the teacher compressed by ``al.compress`` on calibration
+sentences, beside Torch-Pruning (asked for), neither trained.
 """
 
 import json
@@ -49,14 +51,20 @@ def tiny(tmp_path_factory):
     return out, text, tokenizer, teacher, config
 
 
+#: the end-to-end run's schedule: 12 steps, the gates train for a quarter of them (3), and
+#: every student's fidelity on the validation sentences is taken every 4 steps
+STEPS, GATED, VALIDATE_EVERY = 12, 0.25, 4
+
+
 @pytest.fixture(scope="module")
 def job_run(tiny):
     from archlearn.jobs import minilm_distill
 
     out, text, tokenizer, teacher, config = tiny
     results = minilm_distill.run(out / "run", dataset="text-file", path=str(text),
-                                 teacher=teacher, tokenizer=tokenizer, steps=12,
-                                 budget={"macs": 0.6}, truncate=(1,), latency_rounds=1,
+                                 teacher=teacher, tokenizer=tokenizer, steps=STEPS,
+                                 budget={"macs": 0.6}, truncate=(1,), torch_pruning=True,
+                                 gated=GATED, validate_every=VALIDATE_EVERY, latency_rounds=1,
                                  progress=False, command="test")
     return out / "run", results, config
 
@@ -68,7 +76,8 @@ def oneshot_run(tiny):
     out, text, tokenizer, teacher, config = tiny
     results = minilm_distill.run(out / "oneshot", dataset="text-file", path=str(text),
                                  teacher=teacher, tokenizer=tokenizer, oneshot=True,
-                                 latency_rounds=1, progress=False, command="test")
+                                 torch_pruning=True, latency_rounds=1, progress=False,
+                                 command="test")
     return out / "oneshot", results, config
 
 
@@ -106,7 +115,6 @@ def test_job_writes_the_table_figures(job_run):
         assert -1 <= row["cosine"] <= 1 and 0 <= row["topk_agreement"] <= 1
         assert row["latency"]["b32x128"]["median_ms"] > 0
     assert saved["provenance"]["data"]["sizes"]["test"] > 10
-    assert "heads" in saved["runs"][0]["history"][-1]
     # the gates started at al.compress's decision (the oneshot row, at the same budget), held
     # there by the Lagrangian
     history = saved["runs"][0]["history"]
@@ -118,6 +126,95 @@ def test_job_writes_the_table_figures(job_run):
     text = table(results)
     assert "archlearn" in text and "torch-pruning" in text and "cosine" in text
     _int8_row_beside(rows, "archlearn", results["models"][0])
+
+
+def test_gates_train_for_the_gated_share_then_the_small_model_trains_dense(job_run):
+    out, results, _ = job_run
+    saved = json.loads((out / "results.json").read_text())
+    run, p = saved["runs"][0], saved["provenance"]
+    assert run["gated"] == round(GATED * STEPS) == 3
+    assert (p["gated"], p["steps"], p["similarity_weight"]) == (GATED, STEPS, 0.0)
+    assert (p["truncate"], p["torch_pruning"]) == ([1], True)
+    assert saved["teacher_cache_seconds"] > 0
+    history = run["history"]
+    steps = [h["step"] for h in history]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == STEPS - 1
+    # the gated phase's last step is recorded, and only its entries count heads and FFN
+    assert run["gated"] - 1 in steps
+    for h in history:
+        gated = h["step"] < run["gated"]
+        assert ("heads" in h, "ffn" in h, "penalty" in h) == (gated, gated, gated), h
+        assert h["embedding"] >= 0
+    assert any(h["step"] >= run["gated"] for h in history)  # the dense phase is there
+    # the gates' last count is the shrunk model's shape
+    last_gated = [h for h in history if h["step"] < run["gated"]][-1]
+    rows = run["rows"]
+    assert (last_gated["heads"], last_gated["ffn"]) == (sum(rows["archlearn"]["heads"]),
+                                                        sum(rows["archlearn"]["ffn"]))
+
+
+def test_validation_curve_every_few_steps(job_run):
+    """``validate_every``: each student's fidelity on the validation sentences every so many
+    steps and at the end of each of its training runs (archlearn: the gated phase, then the
+    dense one)."""
+    out, results, _ = job_run
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    curves = run["validation"]
+    assert set(curves) == {"archlearn", "first-1-layers", "torch-pruning"}
+    every = {s for s in range(STEPS) if (s + 1) % VALIDATE_EVERY == 0}  # 3, 7, 11
+    want = {"archlearn": sorted(every | {run["gated"] - 1}),
+            "first-1-layers": sorted(every), "torch-pruning": sorted(every)}
+    for name, curve in curves.items():
+        assert [c["step"] for c in curve] == want[name], (name, curve)
+        for c in curve:
+            assert {"step", "valid_cosine", "valid_topk_agreement"} <= set(c)
+            assert all(k == "step" or k.startswith("valid_") for k in c)
+            assert -1 <= c["valid_cosine"] <= 1 and 0 <= c["valid_topk_agreement"] <= 1
+    # the curve's figures are in the history too, at the same steps
+    assert [h["step"] for h in run["history"] if "valid_cosine" in h] == want["archlearn"]
+
+
+def test_teacher_cache_reads_back_any_batch_as_the_teacher_computes_it(tiny):
+    """``TeacherCache.batch`` of sentences the cache never ran together (other batches, other
+    padding, another order) is the teacher's own output on that batch: the last hidden state
+    and every hidden state at the real tokens (to float16 rounding), zeros at the padding."""
+    from archlearn.data.text import pad
+    from archlearn.distillation import distill
+    from archlearn.jobs.minilm_distill import _encode
+    from archlearn.jobs.minilm_distill.training import TeacherCache
+    from archlearn.structure.graph import preserved_mode
+
+    _, _, tokenizer, teacher, config = tiny
+    words = " ".join(_sentences()[:6]).split()
+    sentences = [" ".join(words[:n]) for n in (3, 20, 5, 14, 9, 30, 7, 11)]
+    rows = _encode(tokenizer, sentences)
+    assert len({len(r) for r in rows}) == len(rows)
+    distiller = distill(teacher, hidden=1.0)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    # cached in length-sorted chunks of 2; read back the shortest, the longest and a middle
+    # one together (never in one chunk), in that order
+    picked = [order[0], order[-1], order[len(order) // 2], order[1]]
+    for bf16, tol in ((False, 2e-3), (True, 5e-2)):
+        cache = TeacherCache(distiller, rows, batch_size=2, bf16=bf16)
+        ids, mask, (last, states) = cache.batch(picked)
+        want_ids, want_mask = pad([rows[i] for i in picked])
+        assert torch.equal(ids, want_ids) and torch.equal(mask, want_mask)
+        want_last, want_states = distiller.teacher_outputs(ids, mask)
+        assert last.dtype == torch.float16 and last.shape == want_last.shape
+        assert states is not None and len(states) == len(want_states) == 3
+        real = mask.bool()
+        for got, want in ((last, want_last), *zip(states, want_states)):
+            scale = float(want[real].abs().max())
+            torch.testing.assert_close(got[real].float(), want[real], rtol=0,
+                                       atol=tol * scale)
+            assert not got[~real].any()  # zeros at the padding
+        # and the teacher (in eval mode: no dropout) is its cached targets' perfect student
+        with preserved_mode(teacher), torch.no_grad():
+            cached = distiller(teacher.eval(), ids, mask, teacher_outputs=(last, states)).item()
+        assert cached == pytest.approx(0.0, abs=tol)
+    # no hidden-state term: the cache keeps the last hidden state only
+    _, _, (last, states) = TeacherCache(distill(teacher), rows[:3], bf16=False).batch([2, 0])
+    assert states is None and last.shape[0] == 2
 
 
 def test_saved_models_reload_to_identical_outputs(job_run):
@@ -161,6 +258,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, archlearn_mai
                  ["minilm-distill", "--start", "full", "--calibration", "64"],
                  ["minilm-distill", "--start", "middle"],
                  ["minilm-distill", "--oneshot", "--start", "full"],
+                 # the gated share of the steps is in (0, 1], and one-shot trains no gates
+                 ["minilm-distill", "--gated", "0"], ["minilm-distill", "--gated", "1.5"],
+                 ["minilm-distill", "--gated", "x"],
+                 ["minilm-distill", "--oneshot", "--gated", "0.5"],
+                 ["lenet-mnist", "--gated", "0.5"], ["lenet-mnist", "--baselines"],
                  ["minilm-distill", "--oneshot", "--steps", "10"],  # oneshot trains nothing
                  ["minilm-distill", "--oneshot", "--calibration", "0"],
                  ["minilm-distill", "--model-dir", str(tmp_path / "missing")],
@@ -228,6 +330,15 @@ def test_oneshot_bad_settings_fail_before_any_work(tmp_path):
             minilm_distill.run(tmp_path / "o", teacher=object(), tokenizer=object(),
                                progress=False, **settings)
         assert not (tmp_path / "o").exists()
+    for settings, match in (({"gated": 0}, r"--gated is the share .* in \(0, 1\]; got 0"),
+                            ({"gated": 1.5}, r"in \(0, 1\]; got 1.5"),
+                            ({"gated": -0.1, "start": "full"}, r"in \(0, 1\]"),
+                            ({"oneshot": True, "gated": 0.5}, "leave out --start and --gated"),
+                            ({"oneshot": True, "truncate": (1,)}, "truncation needs distillation")):
+        with pytest.raises(al.ArchlearnError, match=match):
+            minilm_distill.run(tmp_path / "o", teacher=object(), tokenizer=object(),
+                               progress=False, **settings)
+        assert not (tmp_path / "o").exists()
 
 
 def test_any_local_bert_encoder_folder_replaces_minilm(tiny, tmp_path):
@@ -277,4 +388,8 @@ def test_gates_can_start_all_on(tiny, tmp_path):
     assert set(run["rows"]) == {"original", "archlearn", "archlearn-int8"}
     assert "compress" not in run and results["provenance"]["start"] == "full"
     assert (run["history"][0]["heads"], run["history"][0]["ffn"]) == (8, 128)
+    # with all-on gates they train for every step (the default share): no dense phase
+    assert run["gated"] == 4 and results["provenance"]["gated"] == 1.0
+    assert run["history"][-1]["step"] == 3 and all("heads" in h for h in run["history"])
+    assert "validation" not in run  # no validate_every, no curve
     assert "gates started all-on" in minilm_distill.table(results)

@@ -76,6 +76,15 @@ def run(
         str | None, typer.Option(help="where the gates start: oneshot (at al.compress's "
                                  "decision, the default) or full (all-on) (minilm-distill)")
     ] = None,
+    gated: Annotated[
+        float | None, typer.Option(help="share of the steps that train the gates before the "
+                                   "student is shrunk and distilled dense (minilm-distill; "
+                                   "default 0.05, 1 with --start full)")
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option("--baselines", help="also distil the first 3 layers and "
+                           "Torch-Pruning at archlearn's MACs, to compare (minilm-distill)")
+    ] = False,
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
@@ -97,7 +106,7 @@ def run(
                "method": method, "options": _options(option or []),
                "budget": _options([budget]) if budget else None, "steps": steps,
                "oneshot": oneshot or None, "calibration": calibration, "model_dir": model_dir,
-               "start": start}
+               "start": start, "gated": gated, "baselines": baselines or None}
         cfg = validate_run_config({k: v for k, v in raw.items() if v is not None})
     from archlearn.jobs import job as find_job
 
@@ -107,11 +116,13 @@ def run(
                 "path": cfg.data_path, "progress": not quiet, "options": cfg.options,
                 "method": cfg.method, "command": command, "budget": cfg.budget,
                 "steps": cfg.steps, "oneshot": cfg.oneshot, "calibration": cfg.calibration,
-                "model_dir": cfg.model_dir, "start": cfg.start}
+                "model_dir": cfg.model_dir, "start": cfg.start, "gated": cfg.gated,
+                "baselines": cfg.baselines or None}
     accepted = inspect.signature(module.run).parameters
     refused = sorted(k for k in ("epochs", "budget", "steps", "oneshot", "calibration",
-                                 "model_dir", "start")
-                     if k in cfg.model_fields_set and k not in accepted)
+                                 "model_dir", "start", "gated", "baselines")
+                     if k in cfg.model_fields_set
+                     and k not in accepted)
     if refused:
         raise ArchlearnError(f"job {cfg.job!r} takes no {', '.join(refused)}")
     results = module.run(Path(cfg.out), **{k: v for k, v in settings.items()

@@ -43,6 +43,8 @@ class RunConfig(BaseModel):
     calibration: int | None = Field(None, ge=1, le=1_000_000)
     model_dir: str | None = None
     start: Literal["oneshot", "full"] | None = None
+    gated: float | None = Field(None, gt=0, le=1)
+    baselines: bool = False
 
     @field_validator("job")
     @classmethod

@@ -13,6 +13,10 @@ padding masked out), as sentence-transformers pools all-MiniLM-L6-v2. Terms:
 
 * **embedding** (always): ``1 - cos(student, teacher)`` per sentence (``loss="cosine"``) or the
   mean squared error of the two embeddings (``loss="mse"``), averaged over the batch;
+* **similarity** (weight ``similarity``, default 0): the mean squared error between the
+  student's and the teacher's in-batch cosine-similarity matrices (each sentence against every
+  other of its batch): relational distillation (Park et al., CVPR 2019) that keeps which
+  sentences are near which, what neighbour search on the embeddings reads;
 * **hidden** (weight ``hidden``, default 0): CoFi's layer-wise distillation (Xia et al., ACL
   2022), the mean squared error between hidden states of the student and the teacher over the
   real tokens, for each mapped pair of layers. While gated, the student's hidden states keep
@@ -53,7 +57,7 @@ from torch import nn
 
 from archlearn.errors import ArchlearnError
 
-__all__ = ["Distiller", "distill", "embed", "mean_pool"]
+__all__ = ["Distiller", "distill", "embed", "mean_pool", "similarity_loss"]
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -102,12 +106,15 @@ class Distiller:
     """
 
     def __init__(self, teacher: nn.Module, loss: Literal["cosine", "mse"] = "cosine",
-                 hidden: float = 0.0, layers: dict[int, int] | None = None) -> None:
+                 hidden: float = 0.0, layers: dict[int, int] | None = None,
+                 similarity: float = 0.0) -> None:
         if loss not in ("cosine", "mse"):
             raise ArchlearnError(f"distill loss must be 'cosine' or 'mse', got {loss!r}")
-        if not hidden >= 0:
-            raise ArchlearnError(f"distill hidden weight must be >= 0, got {hidden!r}")
+        for name, weight in (("hidden", hidden), ("similarity", similarity)):
+            if not weight >= 0:
+                raise ArchlearnError(f"distill {name} weight must be >= 0, got {weight!r}")
         self.teacher, self.loss, self.hidden, self.layers = teacher, loss, float(hidden), layers
+        self.similarity = float(similarity)
         self.last: dict[str, float] = {}
 
     def pairs(self, student_layers: int, teacher_layers: int) -> dict[int, int]:
@@ -156,9 +163,14 @@ class Distiller:
         t_last, t_states = teacher_outputs
         s_last, s_states = _outputs(student, input_ids, attention_mask, self.hidden > 0)
         # the loss in float32 whatever the models compute in (bfloat16 autocast, half caches)
-        loss = self.embedding_loss(mean_pool(s_last.float(), attention_mask),
-                                   mean_pool(t_last.float(), attention_mask))
+        s_emb = mean_pool(s_last.float(), attention_mask)
+        t_emb = mean_pool(t_last.float(), attention_mask)
+        loss = self.embedding_loss(s_emb, t_emb)
         self.last = {"embedding": float(loss.detach())}
+        if self.similarity > 0:
+            term = similarity_loss(s_emb, t_emb)
+            self.last["similarity"] = float(term.detach())
+            loss = loss + self.similarity * term
         if self.hidden > 0:
             term = self.hidden_loss(s_states, t_states, attention_mask)
             self.last["hidden"] = float(term.detach())
@@ -180,14 +192,28 @@ class Distiller:
         return total / len(pairs)
 
 
+def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the in-batch cosine-similarity matrices of two ``[batch, dim]``
+    embeddings (zero for a rotated or rescaled copy: only the angles between sentences count).
+
+    >>> e = torch.randn(4, 3)
+    >>> round(similarity_loss(2 * e, e).item(), 6), bool(similarity_loss(torch.randn(4, 3), e) > 0)
+    (0.0, True)
+    """
+    s, t = F.normalize(student, dim=-1), F.normalize(teacher.to(student.dtype), dim=-1)
+    return F.mse_loss(s @ s.T, t @ t.T)
+
+
 def distill(teacher: nn.Module, *, loss: Literal["cosine", "mse"] = "cosine",
-            hidden: float = 0.0, layers: dict[int, int] | None = None) -> Distiller:
+            hidden: float = 0.0, layers: dict[int, int] | None = None,
+            similarity: float = 0.0) -> Distiller:
     """A distillation loss against the frozen ``teacher`` (see :class:`Distiller`).
 
     ``loss``: the embedding term (``"cosine"`` or ``"mse"``); ``hidden``: the weight of the
     layer-wise hidden-state term (0: off); ``layers``: which student layer learns which teacher
-    layer (default: evenly spread).
+    layer (default: evenly spread); ``similarity``: the weight of the in-batch similarity-matrix
+    term (0: off).
     """
     if not isinstance(teacher, nn.Module) and not callable(teacher):
         raise ArchlearnError(f"teacher must be a model, got {type(teacher).__name__}")
-    return Distiller(teacher, loss=loss, hidden=hidden, layers=layers)
+    return Distiller(teacher, loss=loss, hidden=hidden, layers=layers, similarity=similarity)

@@ -216,39 +216,50 @@ def load_text(path: str | Path | None = None) -> TextSplits:
                            source=f"the text file {Path(path).name}")
 
 
-def length_batches(rows: Sequence[Sequence[int]], batch_size: int, steps: int, seed: int,
-                   *, pad_id: int = 0, pool: int = 50) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``steps`` padded batches ``(input_ids, attention_mask)`` of token-id rows, seeded.
+def length_groups(lengths: Sequence[int], batch_size: int, steps: int, seed: int, *,
+                  pool: int = 50) -> list[list[int]]:
+    """``steps`` batches of row indices, grouped by length, seeded.
 
     Each epoch shuffles the rows (``random.Random(seed + epoch)``), sorts each run of
     ``pool * batch_size`` rows by length and cuts it into batches, then shuffles the batches:
     sentences of similar length share a batch, so little compute goes to padding, and the
     order is still random. Epochs follow one another until there are ``steps`` batches.
 
+    >>> length_groups([2, 1, 3], batch_size=2, steps=3, seed=0)
+    [[2], [1, 0], [1, 0]]
+    """
+    import random
+
+    if batch_size < 1 or steps < 1 or not lengths:
+        raise ArchlearnError(f"need rows, batch_size >= 1 and steps >= 1 (got {len(lengths)} "
+                             f"rows, batch_size={batch_size}, steps={steps})")
+    out: list[list[int]] = []
+    epoch = 0
+    while len(out) < steps:
+        rng = random.Random(seed * 1_000_003 + epoch)
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        cut: list[list[int]] = []
+        for start in range(0, len(order), batch_size * pool):
+            run = sorted(order[start:start + batch_size * pool], key=lambda i: lengths[i])
+            cut += [run[i:i + batch_size] for i in range(0, len(run), batch_size)]
+        rng.shuffle(cut)
+        out += cut[:steps - len(out)]
+        epoch += 1
+    return out
+
+
+def length_batches(rows: Sequence[Sequence[int]], batch_size: int, steps: int, seed: int,
+                   *, pad_id: int = 0, pool: int = 50) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` padded batches ``(input_ids, attention_mask)`` of token-id rows, seeded: the
+    batches of :func:`length_groups`, padded.
+
     >>> b = length_batches([[1, 2], [3], [4, 5, 6]], batch_size=2, steps=3, seed=0)
     >>> len(b), sorted(tuple(ids.shape) for ids, _ in b)[0]
     (3, (1, 3))
     """
-    import random
-
-
-    if batch_size < 1 or steps < 1 or not rows:
-        raise ArchlearnError(f"need rows, batch_size >= 1 and steps >= 1 (got {len(rows)} "
-                             f"rows, batch_size={batch_size}, steps={steps})")
-    out: list[tuple[torch.Tensor, torch.Tensor]] = []
-    epoch = 0
-    while len(out) < steps:
-        rng = random.Random(seed * 1_000_003 + epoch)
-        order = list(range(len(rows)))
-        rng.shuffle(order)
-        cut: list[list[int]] = []
-        for start in range(0, len(order), batch_size * pool):
-            run = sorted(order[start:start + batch_size * pool], key=lambda i: len(rows[i]))
-            cut += [run[i:i + batch_size] for i in range(0, len(run), batch_size)]
-        rng.shuffle(cut)
-        out += [pad([rows[i] for i in b], pad_id) for b in cut[:steps - len(out)]]
-        epoch += 1
-    return out
+    groups = length_groups([len(r) for r in rows], batch_size, steps, seed, pool=pool)
+    return [pad([rows[i] for i in g], pad_id) for g in groups]
 
 
 def pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,24 +6,30 @@ For each seed:
    (:func:`archlearn.data.text.load_text`) or of ``--data-path file.txt``; fixed
    train/validation/test split by a hash of each sentence. Training batches of 32 sentences at
    their natural length (grouped by length, padded per batch, seeded order); the teacher's
-   outputs for them are computed once and shared by every student.
+   outputs for every train sentence are computed once (``training.TeacherCache``) and shared by
+   every student, step and seed.
 2. **archlearn.** By default (``start="oneshot"``) learning starts where one-shot compression
    ends: the teacher is compressed by ``al.compress`` to ``budget`` on ``calibration`` (default
    512) train sentences (``one_shot.py``; the ``oneshot`` row), its re-fitted weights are
    written back into a full-size copy (``compression.warm_start.expand``) and the method's
    gates on the heads and FFN neurons start at its decision (``al.attach(..., init=...)``),
    held on the budget by CoFi's Lagrangian (``controller="lagrangian"``), so units can come
-   back and others go. With ``start="full"`` the gates start all-on on a copy of the teacher
-   (the budget's multiplier controller). ``budget`` defaults to ``{"macs": 0.45}``: 45% of the
+   back and others go, for the first ``gated`` share of the steps (default 5%); then the student
+   is shrunk and the small dense model is distilled for the rest of the steps on the same
+   learning-rate schedule (a step of the shrunk model costs less than half a gated one, and the
+   decision barely moves after the one-shot start). With ``start="full"`` the gates start
+   all-on on a copy of the teacher (the budget's multiplier controller) and train for every
+   step. ``budget`` defaults to ``{"macs": 0.45}``: 45% of the
    MACs of a 128-token sentence, which measured about 2.1x faster at batch 32 x 128 on this
    CPU. The student is distilled from the frozen original (:func:`archlearn.distill`: cosine
-   of the mean-pooled embedding, plus hidden states layer by layer) for ``steps`` batches, is
-   shrunk and saved (``models/archlearn``: safetensors + recipe + config.json). Its int8 version
-   (``archlearn-int8``: the shrunk model's Linear layers in dynamic int8, ``evaluate.int8``)
-   is evaluated beside it, not saved.
-3. **Baselines**, distilled with the same batches, steps, loss and schedule
-   (``training.py``): the first ``k`` layers for each ``k`` in ``truncate`` (default 3 and 4),
-   Torch-Pruning's heads/FFN pruning at archlearn's MACs (``baselines.py``), and the
+   of the mean-pooled embedding, plus hidden states layer by layer) for ``steps`` batches
+   (default 4,000), and saved (``models/archlearn``: safetensors + recipe + config.json).
+   Its int8 version (``archlearn-int8``: the shrunk model's Linear layers in dynamic int8,
+   ``evaluate.int8``) is evaluated beside it, not saved.
+3. **Baselines** (``--baselines``: what the benchmark runs; off by default, so that the job
+   is archlearn's model alone), distilled with the same batches, steps, loss and schedule
+   (``training.py``): the first ``k`` layers for each ``k`` in ``truncate`` (``--baselines``:
+   3) and Torch-Pruning's heads/FFN pruning at archlearn's MACs (``baselines.py``); and the
    unpruned original.
 4. **Figures** (``evaluate.py``): layers, heads and FFN neurons per layer, parameters, MACs,
    mean cosine and top-10 neighbour agreement with the teacher on the *test* sentences (read
@@ -50,7 +56,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +67,12 @@ import archlearn as al
 from archlearn.budget import parse_budget
 from archlearn.compression.calibration import MIN_EXAMPLES
 from archlearn.compression.warm_start import expand
-from archlearn.data.text import length_batches, load_text
+from archlearn.data.text import length_groups, load_text
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
 from archlearn.io import jsonable, write_json
 from archlearn.jobs.minilm_distill import baselines, evaluate, one_shot
-from archlearn.jobs.minilm_distill.training import (
-    Schedule,
-    distill_train,
-    teacher_cache,
-)
+from archlearn.jobs.minilm_distill.training import Schedule, TeacherCache, distill_train
 from archlearn.models.bert import keeping, truncated
 from archlearn.provenance import provenance
 from archlearn.seeding import seeded
@@ -79,9 +81,15 @@ from archlearn.structure.measure import count_macs
 #: the data this job reads: the stdlib sentences without a path, a text file with one
 DATA = ("stdlib-docs", "text-file")
 DEFAULT_BUDGET = {"macs": 0.45}
-DEFAULT_STEPS = 800
+DEFAULT_STEPS = 4000
+#: the share of the steps that train the gates (from the one-shot start); the shrunk dense
+#: model is distilled for the rest (with ``start="full"`` the gates train for every step)
+GATED = 0.05
 BATCH_SIZE = 32
 HIDDEN_WEIGHT = 1.0
+SIMILARITY_WEIGHT = 0.0
+#: the truncation baseline (``baselines=True``): the first 3 of 6 layers, about archlearn's MACs
+BASELINE_LAYERS = (3,)
 EXAMPLE_TOKENS = 128  # MACs are counted for one sentence of this many tokens
 INT8 = "-int8"  # the row of a model's dynamic int8 version: its name and this
 STARTS = ("oneshot", "full")  # where the distilled student's gates start
@@ -101,8 +109,9 @@ def run(
     budget: dict[str, float] | None = None,
     steps: int | None = None,
     lr: float = 5e-4,
-    truncate: Sequence[int] = (3, 4),
-    torch_pruning: bool = True,
+    truncate: Sequence[int] | None = None,
+    torch_pruning: bool | None = None,
+    baselines: bool = False,
     latency_rounds: int = 10,
     threads: int = 2,
     teacher: Any = None,
@@ -111,6 +120,9 @@ def run(
     calibration: int | None = None,
     model_dir: str | None = None,
     start: str | None = None,
+    gated: float | None = None,
+    similarity: float = SIMILARITY_WEIGHT,
+    validate_every: int = 0,
 ) -> dict[str, Any]:
     """Run the job for seeds ``first_seed`` .. ``first_seed + seeds - 1``; write
     ``results.json`` and the models under ``out``.
@@ -123,6 +135,14 @@ def run(
     local BERT sentence encoder's folder instead of all-MiniLM-L6-v2 (see the module docstring).
     ``start``: where the distilled student's gates start, ``"oneshot"`` (default: at
     ``al.compress``'s decision on ``calibration`` sentences, default 512) or ``"full"`` (all-on).
+    ``gated``: the share of the steps the gates train before the student is shrunk and
+    distilled dense (default :data:`GATED`; 1 with ``start="full"``). ``truncate`` (layer
+    counts) and ``torch_pruning`` add the baselines, distilled the same way (the benchmark
+    does); ``baselines`` turns on both (``truncate`` :data:`BASELINE_LAYERS`); without it
+    there is no truncation, and Torch-Pruning runs only with ``oneshot`` (undistilled, a
+    second). ``similarity``: the weight of the in-batch similarity-matrix loss term.
+    ``validate_every``: every so many steps, the student's fidelity on the validation
+    sentences goes into the history (a validation curve; 0: none).
     """
     began = time.perf_counter()
     if oneshot:
@@ -130,11 +150,22 @@ def run(
             raise ArchlearnError("--oneshot trains nothing: leave out --steps")
         if options:
             raise ArchlearnError("--oneshot attaches no gates: leave out the method options (-o)")
-        if start is not None:
-            raise ArchlearnError("--oneshot trains nothing: leave out --start")
+        if start is not None or gated is not None:
+            raise ArchlearnError("--oneshot trains nothing: leave out --start and --gated")
+        if truncate:
+            raise ArchlearnError("--oneshot compares with Torch-Pruning undistilled; "
+                                 "truncation needs distillation: leave out truncate")
     start = start or "oneshot"
+    if truncate is None:
+        truncate = BASELINE_LAYERS if baselines and not oneshot else ()
+    torch_pruning = baselines or oneshot if torch_pruning is None else torch_pruning
     if start not in STARTS:
         raise ArchlearnError(f"--start is one of {list(STARTS)}, got {start!r}")
+    if gated is None:
+        gated = GATED if start == "oneshot" else 1.0
+    if not 0 < gated <= 1:
+        raise ArchlearnError(f"--gated is the share of the steps that train the gates, in "
+                             f"(0, 1]; got {gated}")
     if oneshot or start == "oneshot":
         calibration = one_shot.CALIBRATION if calibration is None else calibration
         if calibration < MIN_EXAMPLES:
@@ -174,10 +205,27 @@ def run(
     if bad:
         raise ArchlearnError(f"truncate keeps 1 to {teacher.config.num_hidden_layers - 1} "
                              f"layers, got {bad}")
-    rows = {part: _encode(tokenizer, getattr(splits, part)) for part in ("train", "test")}
+    parts = ("train", "valid", "test") if validate_every else ("train", "test")
+    rows = {part: _encode(tokenizer, getattr(splits, part)) for part in parts}
     example = torch.full((1, EXAMPLE_TOKENS), 1000 % teacher.config.vocab_size)
     teacher_test = evaluate.sentence_embeddings(teacher, rows["test"])
     runs, models = [], []
+    distiller = cache = None
+    check: Callable[[nn.Module], dict[str, float]] | None = None
+    cache_seconds = 0.0
+    if not oneshot:  # the teacher's outputs for every train sentence, once for every seed
+        t0 = time.perf_counter()
+        distiller = distill(teacher, hidden=HIDDEN_WEIGHT, similarity=similarity)
+        cache = TeacherCache(distiller, rows["train"], progress=progress)
+        cache_seconds = time.perf_counter() - t0
+        if validate_every:
+            teacher_valid = evaluate.sentence_embeddings(teacher, rows["valid"])
+
+            def validate(model: nn.Module) -> dict[str, float]:
+                figures = evaluate.fidelity(model, rows["valid"], teacher_valid)
+                return {f"valid_{k}": v for k, v in figures.items()}
+
+            check = validate
     for seed in range(first_seed, first_seed + seeds):
         if oneshot:
             assert calibration is not None
@@ -190,14 +238,18 @@ def run(
                 out / f"seed{seed}", seed, teacher, rows, example, teacher_test, method=method,
                 options=options or {}, budget=budget, schedule=Schedule(steps=steps, lr=lr),
                 truncate=truncate, torch_pruning=torch_pruning, latency_rounds=latency_rounds,
-                threads=threads, progress=progress, calibration=calibration)
+                threads=threads, progress=progress, calibration=calibration,
+                distiller=distiller, cache=cache, gated=max(1, round(gated * steps)),
+                check=check, check_every=validate_every)
         runs.append(record)
         models.append(built)
     settings: dict[str, Any] = (
         {"oneshot": True, "calibration": calibration, "budget": budget} if oneshot else
         {"steps": steps, "lr": lr, "batch_size": BATCH_SIZE, "method": method,
          "options": options or {}, "budget": budget, "hidden_weight": HIDDEN_WEIGHT,
-         "start": start, "calibration": calibration,
+         "similarity_weight": similarity, "start": start, "calibration": calibration,
+         "gated": gated, "truncate": list(truncate), "torch_pruning": torch_pruning,
+         "bf16": Schedule(steps=steps).bf16,  # bfloat16 autocast where the CPU has it
          "controller": "lagrangian" if start == "oneshot" else "multiplier"})
     results = {
         "provenance": provenance(command, data=splits.record(), seeds=seeds, **settings,
@@ -208,6 +260,8 @@ def run(
         "mean": mean_over_seeds(runs),
         "seconds": time.perf_counter() - began,
     }
+    if not oneshot:
+        results["teacher_cache_seconds"] = cache_seconds
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     results["models"] = models  # the evaluated models of each seed (not in the JSON)
@@ -223,15 +277,15 @@ def _encode(tokenizer, sentences: list[str]) -> list[list[int]]:
 
 def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *,
               method, options, budget, schedule: Schedule, truncate, torch_pruning,
-              latency_rounds, threads, progress,
-              calibration: int | None) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+              latency_rounds, threads, progress, calibration: int | None, distiller, cache,
+              gated: int, check, check_every: int,
+              ) -> tuple[dict[str, Any], dict[str, nn.Module]]:
     t0 = time.perf_counter()
-    batches = length_batches(rows["train"], BATCH_SIZE, schedule.steps, seed)
-    distiller = distill(teacher, hidden=HIDDEN_WEIGHT)
-    cache = teacher_cache(distiller, batches, progress)
-    seconds: dict[str, Any] = {"teacher_cache": time.perf_counter() - t0}
+    plan = length_groups([len(r) for r in rows["train"]], BATCH_SIZE, schedule.steps, seed)
+    seconds: dict[str, Any] = {}
     models: dict[str, nn.Module] = {"original": teacher}
     training: dict[str, dict] = {}
+    watch = {"check": check, "check_every": check_every}
 
     record: dict[str, Any] = {"seed": seed}
     start: dict[str, Any] = {}
@@ -246,17 +300,23 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
         start = {"init": first, "controller": "lagrangian"}
         seconds["compress"] = time.perf_counter() - t1
 
-    # archlearn: gates on heads and FFN neurons, distilled, shrunk
+    # archlearn: gates on heads and FFN neurons for the first `gated` steps, then shrunk and
+    # distilled dense for the rest of the same schedule
     with seeded(seed):
         student = expand(teacher, start["init"]) if start else _copy(teacher)
-        learner = al.attach(student, example, method=method, total_steps=schedule.steps,
+        learner = al.attach(student, example, method=method, total_steps=gated,
                             budget=budget, **start, **options)
-        training["archlearn"] = distill_train(student, distiller, batches, cache, schedule,
-                                              learner=learner, progress=progress,
-                                              desc=f"archlearn seed {seed}")
+        training["archlearn"] = distill_train(student, distiller, plan, cache, schedule,
+                                              learner=learner, steps=gated, progress=progress,
+                                              desc=f"archlearn seed {seed} (gated)", **watch)
     architecture = learner.architecture()
     small = learner.shrink().eval()
     learner.detach()
+    if gated < schedule.steps:  # no dropout, a fixed plan: nothing left to seed
+        dense = distill_train(small, distiller, plan, cache, schedule, first=gated,
+                              progress=progress, desc=f"archlearn seed {seed}", **watch)
+        training["archlearn"]["history"] += dense["history"]
+        training["archlearn"]["seconds"] += dense["seconds"]
     models["archlearn"] = small
     models["archlearn" + INT8] = evaluate.int8(small)
     target = count_macs(small, example)
@@ -264,17 +324,17 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
     for k in truncate:
         name = f"first-{k}-layers"
         models[name] = truncated(teacher, k)
-        training[name] = distill_train(models[name], distiller, batches, cache, schedule,
-                                       progress=progress, desc=f"{name} seed {seed}")
+        training[name] = distill_train(models[name], distiller, plan, cache, schedule,
+                                       progress=progress, desc=f"{name} seed {seed}", **watch)
     if torch_pruning:
         t1 = time.perf_counter()
         selection, ratio = baselines.torch_pruning_selection(
             teacher, example, target, baselines.macs_counter(teacher, example))
         pruned = keeping(teacher, *selection, example)
         seconds["torch_pruning_selection"] = time.perf_counter() - t1
-        training["torch-pruning"] = distill_train(pruned, distiller, batches, cache, schedule,
+        training["torch-pruning"] = distill_train(pruned, distiller, plan, cache, schedule,
                                                   progress=progress,
-                                                  desc=f"torch-pruning seed {seed}")
+                                                  desc=f"torch-pruning seed {seed}", **watch)
         training["torch-pruning"]["ratio"] = ratio
         models["torch-pruning"] = pruned
     seconds["training"] = {k: v["seconds"] for k, v in training.items()}
@@ -290,7 +350,12 @@ def _one_seed(out: Path, seed: int, teacher: Any, rows, example, teacher_test, *
         row["latency"] = {shape: r[name] for shape, r in timing.items()}
     seconds["total"] = time.perf_counter() - t0
     record.update(rows=rows_out, architecture=_jsonable(architecture),
-                  history=training["archlearn"]["history"], seconds=seconds)
+                  history=training["archlearn"]["history"], seconds=seconds, gated=gated)
+    if check_every:  # every student's validation curve
+        record["validation"] = {
+            name: [{k: h[k] for k in h if k == "step" or k.startswith("valid_")}
+                   for h in run["history"] if "valid_cosine" in h]
+            for name, run in training.items()}
     return record, models
 
 

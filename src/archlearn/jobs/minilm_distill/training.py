@@ -1,36 +1,50 @@
 """The distillation run every model of the job gets: the same batches, steps, loss and schedule.
 
-* The teacher's outputs for every batch are computed once (:func:`teacher_cache`) and shared
-  by all the students, in float16 (half the memory; the loss casts them back).
+* The teacher's outputs for every train sentence are computed once (:class:`TeacherCache`) and
+  shared by every student, step, epoch and seed, in float16 (half the memory; the loss casts
+  them back); a batch is any list of sentence indices (``data.text.length_groups``), padded
+  when it is read.
 * The student trains without dropout (the target, the teacher in eval mode, has none) and with
   its embeddings frozen (11.7M of MiniLM's 22.7M parameters: the vocabulary table that shrinking
   never touches and that a few hundred steps could only disturb).
 * AdamW, learning rate warmed up linearly over the first 10% of the steps, then cosine decay to
   zero (one cycle); gradients clipped to norm 1.
-* The forward and backward passes run under bfloat16 autocast (``Schedule.bf16``): on a CPU
-  with AVX-512 BF16 (this machine's AMD EPYC) a training step of MiniLM takes 0.31 s of CPU
-  instead of 0.56 s, so the 30-minute job trains on nearly twice the sentences. Weights,
-  optimizer state, gates and the loss stay in float32, and every evaluation and timing of a
-  model runs in float32.
+* Where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX: :func:`fast_bf16`), the
+  forward and backward passes run under bfloat16 autocast (``Schedule.bf16``): on such an AMD
+  EPYC a training step of MiniLM took 0.31 s of CPU instead of 0.56 s, so the 30-minute job
+  trains on nearly twice the sentences. Elsewhere (AVX2 only) bfloat16 is emulated and a step
+  takes many times longer than in float32, so it stays off. Weights, optimizer state, gates and
+  the loss stay in float32, and every evaluation and timing of a model runs in float32.
 * With a learner (the gated student), its penalty joins the loss and ``learner.step()`` follows
   every optimizer step; the progress bar shows the heads and FFN neurons the gates keep.
+* A run can be cut in phases (``first``/``steps``): the job trains the gates for the first
+  steps, shrinks, and distills the small dense model for the rest on the same learning-rate
+  schedule, so most steps cost what the small model costs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from archlearn.data.text import pad
 from archlearn.distillation import Distiller
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+
+def fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX), so
+    that bfloat16 autocast speeds training up instead of slowing it down many times."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class Schedule:
     warmup: float = 0.1
     weight_decay: float = 0.01
     clip: float = 1.0
-    bf16: bool = True
+    bf16: bool = field(default_factory=fast_bf16)
 
     def factor(self, step: int) -> float:
         """Learning-rate multiplier at ``step`` (0-based): linear warm-up, cosine decay.
@@ -58,17 +72,62 @@ class Schedule:
         return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def teacher_cache(distiller: Distiller, batches: Sequence[Batch], progress: bool = False,
-                  bf16: bool = True):
-    """The teacher's outputs for every batch, float16 on the CPU (computed under bfloat16
-    autocast with ``bf16``: targets to about 3 significant digits, far finer than the
-    students' distance to them)."""
-    out = []
-    for ids, mask in tqdm(batches, desc="teacher", disable=not progress, leave=False):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            last, states = distiller.teacher_outputs(ids, mask)
-        out.append((last.half(), None if states is None else tuple(s.half() for s in states)))
-    return out
+class TeacherCache:
+    """The teacher's outputs for every token-id row, computed once, float16 on the CPU.
+
+    The rows run through the teacher in length-sorted batches of ``batch_size``, under
+    bfloat16 autocast where the CPU has it (``bf16``, default :func:`fast_bf16`: targets to
+    about 3 significant digits, far finer than the students' distance to them); each sentence
+    keeps its own real tokens only, so any batch of sentences can be read back
+    (:meth:`batch`), padded with zeros where the mask is 0 (every loss term masks the padding
+    out).
+
+    >>> from archlearn.distillation import distill
+    >>> table = torch.nn.Embedding(10, 4)  # a toy teacher: token ids -> states
+    >>> teacher = lambda ids, attention_mask=None, output_hidden_states=False: table(ids)
+    >>> cache = TeacherCache(distill(teacher), [[1, 2, 3], [4]])
+    >>> ids, mask, (last, states) = cache.batch([1, 0])
+    >>> ids.tolist(), tuple(last.shape), last[0, 1:].abs().sum().item(), states
+    ([[4, 0, 0], [1, 2, 3]], (2, 3, 4), 0.0, None)
+    """
+
+    def __init__(self, distiller: Distiller, rows: Sequence[Sequence[int]], *,
+                 batch_size: int = 64, progress: bool = False, bf16: bool | None = None) -> None:
+        bf16 = fast_bf16() if bf16 is None else bf16
+        self.rows = rows
+        self.last: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+        self.states: list[torch.Tensor] | None = None
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for chunk in tqdm(chunks, desc="teacher", disable=not progress, leave=False):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                last, states = distiller.teacher_outputs(*pad([rows[i] for i in chunk]))
+            if states is not None and self.states is None:
+                self.states = [torch.empty(0)] * len(rows)
+            for j, i in enumerate(chunk):
+                n = len(rows[i])  # .half() copies the slice: the batch's storage is freed
+                self.last[i] = last[j, :n].half()
+                if self.states is not None and states is not None:
+                    self.states[i] = torch.stack([s[j, :n] for s in states]).half()
+
+    def batch(self, indices: Sequence[int]):
+        """``(input_ids, attention_mask, (last, states))`` of the rows ``indices``: the
+        teacher's last hidden states ``[batch, tokens, dim]`` and its hidden states (a tuple,
+        or ``None`` when the distiller needs none), zero-padded like the ids."""
+        ids, mask = pad([self.rows[i] for i in indices])
+        width = ids.shape[1]
+        last = torch.zeros(len(indices), width, self.last[indices[0]].shape[-1],
+                           dtype=torch.float16)
+        for j, i in enumerate(indices):
+            last[j, :len(self.rows[i])] = self.last[i]
+        if self.states is None:
+            return ids, mask, (last, None)
+        first = self.states[indices[0]]
+        states = torch.zeros(first.shape[0], len(indices), width, first.shape[-1],
+                             dtype=torch.float16)
+        for j, i in enumerate(indices):
+            states[:, j, :len(self.rows[i])] = self.states[i]
+        return ids, mask, (last, tuple(states))
 
 
 def no_dropout(model: nn.Module) -> None:
@@ -102,24 +161,31 @@ def width_counts(learner) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in kept.items()}
 
 
-def distill_train(student: nn.Module, distiller: Distiller, batches: Sequence[Batch], cache,
-                  schedule: Schedule, *, learner=None, progress: bool = True,
-                  desc: str = "student") -> dict[str, Any]:
-    """Train ``student`` for ``schedule.steps`` batches; returns the loss history and time."""
+def distill_train(student: nn.Module, distiller: Distiller, plan: Sequence[Sequence[int]],
+                  cache: TeacherCache, schedule: Schedule, *, learner=None, first: int = 0,
+                  steps: int | None = None, progress: bool = True, desc: str = "student",
+                  check: Callable[[nn.Module], dict[str, float]] | None = None,
+                  check_every: int = 0) -> dict[str, Any]:
+    """Train ``student`` on the batches ``plan[first:first + steps]`` (sentence indices into
+    the cache's rows; the plan repeats if shorter) at the learning rates of steps ``first``..
+    of ``schedule`` (``steps`` defaults to the rest of the schedule); returns the loss history
+    and the time. ``check(student)`` (in eval mode, every ``check_every`` steps and at the
+    end) adds its figures to the history: a validation curve.
+    """
+    steps = schedule.steps - first if steps is None else steps
     no_dropout(student)
     params = trainable(student)
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: schedule.factor(first + s))
     history: list[dict[str, float]] = []
-    bar = tqdm(total=schedule.steps, desc=desc, disable=not progress, leave=False,
-               dynamic_ncols=True)
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     start = time.perf_counter()
     student.train()
-    for step in range(schedule.steps):
-        i = step % len(batches)
-        ids, mask = batches[i]
+    for step in range(first, first + steps):
+        ids, mask, targets = cache.batch(plan[step % len(plan)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=schedule.bf16):
-            loss = distiller(student, ids, mask, teacher_outputs=cache[i])
+            loss = distiller(student, ids, mask, teacher_outputs=targets)
         terms = dict(distiller.last)
         if learner is not None:
             penalty = learner.penalty()
@@ -132,7 +198,10 @@ def distill_train(student: nn.Module, distiller: Distiller, batches: Sequence[Ba
         lr_schedule.step()
         if learner is not None:
             learner.step()
-        if step % 10 == 0 or step == schedule.steps - 1:
+        last = step == first + steps - 1
+        checking = check is not None and check_every > 0 and (
+            (step + 1) % check_every == 0 or last)
+        if step % 10 == 0 or last or checking:
             record = {"step": step, **terms}
             postfix = {"loss": f"{terms['embedding']:.4f}"}
             if learner is not None:
@@ -140,6 +209,11 @@ def distill_train(student: nn.Module, distiller: Distiller, batches: Sequence[Ba
                 record.update(heads=counts["heads"][0], ffn=counts["ffn"][0])
                 postfix.update(heads=f"{counts['heads'][0]}/{counts['heads'][1]}",
                                ffn=f"{counts['ffn'][0]}/{counts['ffn'][1]}")
+            if checking:
+                assert check is not None
+                student.eval()
+                record.update(check(student))
+                student.train()
             history.append(record)
             bar.set_postfix(postfix, refresh=False)
         bar.update(1)
