@@ -81,6 +81,18 @@ def randomise_structure(learner, seed: int) -> None:
                                           1e-3, 1.0))
 
 
+def _refresh_batchnorm(model: nn.Module, x: torch.Tensor) -> None:
+    """BatchNorm's running statistics recomputed over ``x`` (one pass, a plain average)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()
+
+
 def outputs(model, x):
     model.eval()
     with torch.no_grad():
@@ -299,7 +311,11 @@ def test_users_own_loop_learns_a_smaller_accurate_net(label, method, options):
     small = learner.shrink()
     gated, shrunk = outputs(model, x), outputs(small, x)
     assert torch.allclose(shrunk, gated, atol=1e-5)
-    accuracy = (shrunk.argmax(1) == y).float().mean().item()
+    # what a user does after pruning: BatchNorm's running averages trail weights that changed
+    # up to the last step (diffsparse's exact zeros of single weights flip on and off), which
+    # left the weights variant anywhere from 38% to 93% on an AVX2 CPU, by rounding alone
+    _refresh_batchnorm(small, splits.train.tensors[0])
+    accuracy = (outputs(small, x).argmax(1) == y).float().mean().item()
     arch = learner.architecture()
     widths = [layer["width"] for layer in arch["layers"]]
     assert accuracy > 0.9, accuracy
