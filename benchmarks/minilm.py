@@ -17,6 +17,10 @@ Models and per-seed files go under ``--work`` (not committed). The job's own lat
 are taken on whatever machine runs it (few rounds here); RESULTS.md publishes only the second
 command's.
 
+Every model is also scored on text of another kind, the test split of the Linux man-pages
+project's section-7 pages (``benchmarks.compress.man_pages``): the issue's "other English text a
+user brings" (``other`` in each row, ``mean_other``).
+
 The second needs only that JSON: it rebuilds every architecture of every seed (the original
 weights, the recorded heads and FFN widths per layer, or the first k layers, quantized where the
 row is int8; latency depends on shapes, not on trained values) and times them together
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from archlearn.io import write_json
 from archlearn.provenance import add_allow_dirty, merged
+from benchmarks.compress import man_pages
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "minilm.json"
@@ -43,7 +48,7 @@ SEEDS_PLANNED = 3  # the acceptance's mean of 3 seeds
 #: what must agree for runs of different seeds to share the file
 SETTINGS = ("steps", "lr", "batch_size", "method", "options", "budget", "hidden_weight",
             "similarity_weight", "start", "calibration", "gated", "truncate", "torch_pruning",
-            "bf16", "model")
+            "bf16", "model", "extra")
 FIGURES = ("cosine", "topk_agreement")
 
 
@@ -78,15 +83,19 @@ def run_job(args) -> None:
     parts = {(p.get("sources") or {}).get("run"): p
              for p in (done.get("provenance") or {}).get("parts") or []}
     runs = done.get("runs", [])
+    other = man_pages()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         results = minilm_distill.run(Path(args.work), seeds=1, first_seed=seed,
                                      steps=args.steps, budget=budget, progress=not args.quiet,
                                      command=command, latency_rounds=args.rounds,
                                      baselines=True)
-        results.pop("models")
+        scores = other_text(results.pop("models")[0], other.test)
         block = results["provenance"]
+        block["other"] = other.record()
         run_id = block["sources"]["run"]
         record = {**results["runs"][0], "run": run_id}
+        for name, figures in scores.items():
+            record["rows"][name]["other"] = figures
         record["seconds"]["teacher_cache"] = results["teacher_cache_seconds"]
         parts[run_id] = block
         runs = sorted([r for r in runs if r["seed"] != seed and all(
@@ -97,12 +106,33 @@ def run_job(args) -> None:
         provenance.update(seeds=len(runs), seeds_planned=max(SEEDS_PLANNED, len(runs)))
         payload = {"provenance": provenance, "runs": runs,
                    "mean": minilm_distill.mean_over_seeds(runs),
+                   "mean_other": mean_other(runs),
                    "seconds": sum(r["seconds"]["total"] + r["seconds"]["teacher_cache"]
                                   for r in runs)}
         payload["comparison"] = compare(payload)
         write_json(out, payload)
         print(minilm_distill.table(payload), flush=True)
         print(f"wrote {out} (seeds {[r['seed'] for r in runs]})", flush=True)
+
+
+def other_text(models: dict, sentences: list[str]) -> dict[str, dict[str, float]]:
+    """Each model's mean cosine and top-10 agreement with the original on ``sentences``."""
+    from archlearn.jobs.minilm_distill import _encode, evaluate
+    from archlearn.models.pretrained import load_tokenizer
+
+    rows = _encode(load_tokenizer(), sentences)
+    reference = evaluate.sentence_embeddings(models["original"], rows)
+    return {name: evaluate.fidelity(model, rows, reference) for name, model in models.items()}
+
+
+def mean_other(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """Per model, the figures on the other text, averaged over the runs that have them."""
+    out = {}
+    for name in runs[0]["rows"]:
+        scored = [r["rows"][name]["other"] for r in runs if "other" in r["rows"][name]]
+        if scored:
+            out[name] = {k: statistics.fmean(s[k] for s in scored) for k in FIGURES}
+    return out
 
 
 def rebuild(row: dict, original, example):

@@ -63,8 +63,11 @@ def section() -> str:
         f"train / {data['sizes']['valid']} validation / {data['sizes']['test']} test sentences "
         f"(sha256 of the test split {data['sha256']['test']}); every figure below is on the test "
         f"sentences, read once per model.\n\n")
+    other = r.get("mean_other") or {}  # text of another kind, where the run scored it
     out.append("| model | heads per layer (seed 0) | FFN per layer (seed 0) | params | MACs | "
-               "cosine | top-10 agreement |\n|---|---|---|---|---|---|---|\n")
+               "cosine | top-10 agreement |"
+               + (" cosine, man pages | top-10, man pages |" if other else "")
+               + "\n|---|---|---|---|---|---|---|" + ("---|---|" if other else "") + "\n")
     first = r["runs"][0]["rows"]
     full = r["mean"]["original"]["macs"]
     sd = r["comparison"]["sd"]
@@ -80,14 +83,19 @@ def section() -> str:
         out.append(f"| {name} | {_widths(row['heads'])} | {_widths(row['ffn'])} | "
                    f"{m['params'] / 1e6:.2f}M | {100 * m['macs'] / full:.1f}% | "
                    f"{m['cosine']:.4f}{spread(sd[name]['cosine'], 4)} | "
-                   f"{m['topk_agreement']:.3f}{spread(sd[name]['topk_agreement'], 3)} |\n")
+                   f"{m['topk_agreement']:.3f}{spread(sd[name]['topk_agreement'], 3)} |"
+                   + (f" {other[name]['cosine']:.4f} | {other[name]['topk_agreement']:.3f} |"
+                      if name in other else " | |" if other else "") + "\n")
     over = (f"Mean ± standard deviation over {seeds} seeds" if seeds > 1
             else "**One seed only: no spread, not yet the acceptance's mean of 3**")
     out.append(f"\n{over}. MACs: one "
                f"128-token sentence (100% = {full / 1e6:,.1f} M). Cosine: mean cosine "
                "similarity of the mean-pooled embedding to the teacher's; top-10 agreement: the "
                "share of each test sentence's 10 nearest test sentences that the student and "
-               "the teacher have in common.\n\n")
+               "the teacher have in common."
+               + (f" Man pages: the same figures on the {p['other']['sizes']['test']} test "
+                  f"sentences of {p['other']['name']} ({p['other']['split']}), text of another "
+                  "kind than the training sentences." if other else "") + "\n\n")
     wins = r["comparison"]["wins"]
     lines = []
     for base, w in wins.items():

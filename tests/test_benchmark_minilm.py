@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from archlearn.data.text import TextSplits
 from archlearn.jobs import minilm_distill
 from benchmarks import minilm
 
@@ -31,10 +32,19 @@ def stand_in(monkeypatch):
         rows["archlearn"]["cosine"] += 0.01
         block = {"command": f"run {first_seed}", "steps": steps, "budget": {"macs": 0.45},
                  "sources": {"run": f"id-{next(counter)}", "files": {}}}
-        return {"provenance": block, "models": {}, "teacher_cache_seconds": 2.0,
+        return {"provenance": block, "models": [{"seed": first_seed}],
+                "teacher_cache_seconds": 2.0,
                 "runs": [{"seed": first_seed, "rows": rows, "seconds": {"total": 10.0}}]}
 
+    def other_text(models, sentences):  # the man pages' figures name the seed too
+        assert sentences == ["A man page sentence of some words."]
+        return {name: {"cosine": 0.8 + models["seed"] / 100, "topk_agreement": 0.4}
+                for name in NAMES}
+
     monkeypatch.setattr(minilm_distill, "run", run)
+    monkeypatch.setattr(minilm, "man_pages", lambda: TextSplits(
+        "man", [], [], ["A man page sentence of some words."], "toy"))
+    monkeypatch.setattr(minilm, "other_text", other_text)
     monkeypatch.setattr(minilm_distill, "table", lambda results: "table")
     return calls
 
@@ -57,6 +67,10 @@ def test_each_seed_joins_the_file_and_a_rerun_replaces_its_seed(tmp_path, stand_
     assert (p["seeds"], p["seeds_planned"]) == (2, 3)
     assert saved["mean"]["archlearn"]["cosine"] == pytest.approx(0.915)
     assert saved["comparison"]["wins"]["torch-pruning"]["cosine"] == 2
+    # every row scored on the other text too, per seed and as a mean
+    assert saved["runs"][1]["rows"]["archlearn"]["other"]["cosine"] == pytest.approx(0.81)
+    assert saved["mean_other"]["torch-pruning"]["cosine"] == pytest.approx(0.805)
+    assert p["other"]["name"] == "man"
     assert saved["seconds"] == pytest.approx(24.0)
     # seed 1 again: its old run and that run's provenance part are gone
     minilm.run_job(_args(tmp_path, 1))

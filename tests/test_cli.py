@@ -117,13 +117,14 @@ def test_minilm_options_reach_the_job(tmp_path, archlearn_main, monkeypatch):
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"job": "minilm-distill", "out": out, "gated": 0.2,
                                   "baselines": True, "start": "full"}))
-    for args in (["--gated", "0.3", "--baselines", "--out", out], ["--out", out],
+    for args in (["--gated", "0.3", "--baselines", "--extra", "0", "--out", out],
+                 ["--out", out],
                  ["--config", str(config)]):
         code, _, err = archlearn_main("run", "minilm-distill", *args)
         assert code == 2 and "stand-in stops here" in err, (args, err)
     flags, plain, from_file = calls
-    assert (flags["gated"], flags["baselines"]) == (0.3, True)
-    assert not {"gated", "baselines", "truncate", "torch_pruning"} & set(plain)
+    assert (flags["gated"], flags["baselines"], flags["extra"]) == (0.3, True, 0)
+    assert not {"gated", "baselines", "truncate", "torch_pruning", "extra"} & set(plain)
     assert (from_file["gated"], from_file["baselines"], from_file["start"]) == (0.2, True, "full")
     _, out_help, _ = archlearn_main("run", "--help")
     assert "--gated" in out_help and "--baselines" in out_help
@@ -131,6 +132,7 @@ def test_minilm_options_reach_the_job(tmp_path, archlearn_main, monkeypatch):
     config.write_text(json.dumps({"job": "lenet-mnist", "out": out, "baselines": False}))
     for args, match in ((["lenet-mnist", "--gated", "0.5"], "takes no gated"),
                         (["lenet-mnist", "--baselines"], "takes no baselines"),
+                        (["lenet-mnist", "--extra", "10"], "takes no extra"),
                         (["lenet-mnist", "--config", str(config)], "takes no baselines"),
                         (["minilm-distill", "--gated", "0"], "gated"),
                         (["minilm-distill", "--gated", "1.01"], "gated")):

@@ -8,6 +8,7 @@ from archlearn.data.text import (
     length_batches,
     length_groups,
     load_text,
+    package_sentences,
     pad,
     prose_sentences,
     read_sentences,
@@ -37,6 +38,25 @@ def test_stdlib_sentences_from_a_small_tree_without_importing_it(tmp_path):
     (tmp_path / "bad.py").write_bytes(b"\xff\xfe not python")
     assert stdlib_sentences(tmp_path) == ["A module that opens a web browser when it is imported.",
                                           "Return the answer to the question asked."]
+
+
+def test_package_sentences_take_count_from_files_in_hash_order_and_never_held_out(tmp_path):
+    """Up to ``count`` sentences; a held-out sentence (white space aside) is never one; tests
+    are left out; which sentences come depends on the files, not on how they are listed."""
+    for i in range(30):
+        (tmp_path / f"mod{i}.py").write_text(
+            f'"""Module number {i} documents one small thing.\n\nIt has a second sentence '
+            f'here, number {i}."""\n')
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t.py").write_text('"""Tests are never part of the extra text."""')
+    held = ["Module  number 3 documents one small thing."]
+    everything = package_sentences(1000, exclude=held, root=tmp_path)
+    assert len(everything) == 59 and "Module number 3 documents one small thing." not in everything
+    assert not any("Tests" in s for s in everything)
+    some = package_sentences(7, exclude=held, root=tmp_path)
+    assert len(some) == 7 and set(some) < set(everything) and some == sorted(some)
+    assert package_sentences(7, exclude=held, root=tmp_path) == some
+    assert package_sentences(0, root=tmp_path) == []
 
 
 def test_the_split_is_fixed_by_each_sentence_alone():

@@ -54,6 +54,8 @@ def tiny(tmp_path_factory):
 #: the end-to-end run's schedule: 12 steps, the gates train for a quarter of them (3), and
 #: every student's fidelity on the validation sentences is taken every 4 steps
 STEPS, GATED, VALIDATE_EVERY = 12, 0.25, 4
+#: sentences of the installed packages' docstrings that join the training sentences
+EXTRA = 40
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def job_run(tiny):
                                  teacher=teacher, tokenizer=tokenizer, steps=STEPS,
                                  budget={"macs": 0.6}, truncate=(1,), torch_pruning=True,
                                  gated=GATED, validate_every=VALIDATE_EVERY, latency_rounds=1,
-                                 progress=False, command="test")
+                                 extra=EXTRA, progress=False, command="test")
     return out / "run", results, config
 
 
@@ -129,6 +131,8 @@ def test_job_writes_the_table_figures(job_run):
 
 
 def test_gates_train_for_the_gated_share_then_the_small_model_trains_dense(job_run):
+    from archlearn.jobs import minilm_distill
+
     out, results, _ = job_run
     saved = json.loads((out / "results.json").read_text())
     run, p = saved["runs"][0], saved["provenance"]
@@ -136,6 +140,9 @@ def test_gates_train_for_the_gated_share_then_the_small_model_trains_dense(job_r
     assert (p["gated"], p["steps"], p["similarity_weight"]) == (GATED, STEPS, 0.0)
     assert (p["truncate"], p["torch_pruning"]) == ([1], True)
     assert saved["teacher_cache_seconds"] > 0
+    # the installed packages' sentences joined the distillation's, and the table says so
+    assert p["extra"]["requested"] == p["extra"]["sentences"] == EXTRA
+    assert f"+ {EXTRA} package docstring sentences" in minilm_distill.table(results)
     history = run["history"]
     steps = [h["step"] for h in history]
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == STEPS - 1
@@ -196,6 +203,7 @@ def test_teacher_cache_reads_back_any_batch_as_the_teacher_computes_it(tiny):
     picked = [order[0], order[-1], order[len(order) // 2], order[1]]
     for bf16, tol in ((False, 2e-3), (True, 5e-2)):
         cache = TeacherCache(distiller, rows, batch_size=2, bf16=bf16)
+        assert cache.last is None  # a BERT's last hidden state is its hidden states' last
         ids, mask, (last, states) = cache.batch(picked)
         want_ids, want_mask = pad([rows[i] for i in picked])
         assert torch.equal(ids, want_ids) and torch.equal(mask, want_mask)
@@ -333,7 +341,9 @@ def test_oneshot_bad_settings_fail_before_any_work(tmp_path):
     for settings, match in (({"gated": 0}, r"--gated is the share .* in \(0, 1\]; got 0"),
                             ({"gated": 1.5}, r"in \(0, 1\]; got 1.5"),
                             ({"gated": -0.1, "start": "full"}, r"in \(0, 1\]"),
-                            ({"oneshot": True, "gated": 0.5}, "leave out --start and --gated"),
+                            ({"oneshot": True, "gated": 0.5}, "leave out --start, --gated"),
+                            ({"oneshot": True, "extra": 10}, "and --extra"),
+                            ({"extra": -1}, "--extra is a number of sentences, >= 0; got -1"),
                             ({"oneshot": True, "truncate": (1,)}, "truncation needs distillation")):
         with pytest.raises(al.ArchlearnError, match=match):
             minilm_distill.run(tmp_path / "o", teacher=object(), tokenizer=object(),
@@ -383,7 +393,7 @@ def test_gates_can_start_all_on(tiny, tmp_path):
     results = minilm_distill.run(tmp_path / "run", dataset="text-file", path=str(text),
                                  teacher=teacher, tokenizer=tokenizer, steps=4, start="full",
                                  budget={"macs": 0.6}, truncate=(), torch_pruning=False,
-                                 latency_rounds=1, progress=False, command="test")
+                                 latency_rounds=1, extra=0, progress=False, command="test")
     run = results["runs"][0]
     assert set(run["rows"]) == {"original", "archlearn", "archlearn-int8"}
     assert "compress" not in run and results["provenance"]["start"] == "full"

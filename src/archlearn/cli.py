@@ -85,6 +85,11 @@ def run(
         bool, typer.Option("--baselines", help="also distil the first 3 layers and "
                            "Torch-Pruning at archlearn's MACs, to compare (minilm-distill)")
     ] = False,
+    extra: Annotated[
+        int | None, typer.Option(help="unlabelled sentences from the installed packages' "
+                                 "docstrings added to the training sentences (minilm-distill; "
+                                 "default 0: none)")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="JSON file with the same fields; replaces the flags")
     ] = None,
@@ -106,7 +111,8 @@ def run(
                "method": method, "options": _options(option or []),
                "budget": _options([budget]) if budget else None, "steps": steps,
                "oneshot": oneshot or None, "calibration": calibration, "model_dir": model_dir,
-               "start": start, "gated": gated, "baselines": baselines or None}
+               "start": start, "gated": gated, "baselines": baselines or None,
+               "extra": extra}
         cfg = validate_run_config({k: v for k, v in raw.items() if v is not None})
     from archlearn.jobs import job as find_job
 
@@ -117,10 +123,10 @@ def run(
                 "method": cfg.method, "command": command, "budget": cfg.budget,
                 "steps": cfg.steps, "oneshot": cfg.oneshot, "calibration": cfg.calibration,
                 "model_dir": cfg.model_dir, "start": cfg.start, "gated": cfg.gated,
-                "baselines": cfg.baselines or None}
+                "baselines": cfg.baselines or None, "extra": cfg.extra}
     accepted = inspect.signature(module.run).parameters
     refused = sorted(k for k in ("epochs", "budget", "steps", "oneshot", "calibration",
-                                 "model_dir", "start", "gated", "baselines")
+                                 "model_dir", "start", "gated", "baselines", "extra")
                      if k in cfg.model_fields_set
                      and k not in accepted)
     if refused:

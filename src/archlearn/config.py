@@ -45,6 +45,7 @@ class RunConfig(BaseModel):
     start: Literal["oneshot", "full"] | None = None
     gated: float | None = Field(None, gt=0, le=1)
     baselines: bool = False
+    extra: int | None = Field(None, ge=0, le=10_000_000)
 
     @field_validator("job")
     @classmethod

@@ -37,8 +37,9 @@ from archlearn.errors import ArchlearnError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TextSplits", "dedupe", "length_batches", "load_text", "pad", "prose_sentences",
-           "read_sentences", "split_sentences", "stdlib_sentences"]
+__all__ = ["TextSplits", "dedupe", "length_batches", "length_chunks", "load_text",
+           "package_sentences", "pad", "prose_sentences", "read_sentences", "split_sentences",
+           "stdlib_sentences"]
 
 # a sentence ends at . ! or ? followed by white space and a capital letter
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -132,7 +133,7 @@ def dedupe(sentences: Iterable[str]) -> list[str]:
     >>> dedupe(["b  c.", "a.", "b c."])
     ['a.', 'b c.']
     """
-    return sorted({" ".join(s.split()) for s in sentences})
+    return sorted({_normal(s) for s in sentences})
 
 
 def stdlib_sentences(root: str | Path | None = None) -> list[str]:
@@ -148,6 +149,38 @@ def stdlib_sentences(root: str | Path | None = None) -> list[str]:
             texts.extend(_docstrings(path))
     texts.extend(_reference_topics(base))
     return dedupe(s for text in texts for s in prose_sentences(text))
+
+
+def package_sentences(count: int, *, exclude: Iterable[str] = (),
+                      root: str | Path | None = None) -> list[str]:
+    """Up to ``count`` unique English sentences from the docstrings of the installed packages.
+
+    More unlabelled text for distillation, where a student of a pre-trained encoder otherwise
+    overfits its few thousand sentences. The ``.py`` files of ``root`` (default: the running
+    Python's site-packages; tests left out) are read in the order of a SHA-256 hash of their
+    path, until ``count`` sentences are found, so the same packages give the same sentences on
+    every machine; sentences in ``exclude`` (a corpus's validation and test splits) are never
+    taken. Which packages are installed decides the text: a job records the count and a hash.
+
+    >>> len(package_sentences(50))                        # doctest: +SKIP
+    50
+    """
+    base = Path(root) if root is not None else Path(sysconfig.get_paths()["purelib"])
+    files = [p for p in base.rglob("*.py") if not _SKIP_DIRS & set(p.relative_to(base).parts)]
+    files.sort(key=lambda p: hashlib.sha256(p.relative_to(base).as_posix().encode()).digest())
+    held = {_normal(s) for s in exclude}
+    found: set[str] = set()
+    for path in files:
+        if len(found) >= count:
+            break
+        for doc in _docstrings(path):
+            found.update(s for s in map(_normal, prose_sentences(doc)) if s not in held)
+    # the last file may overshoot: the cut is by hash, not by where a sentence was found
+    return sorted(sorted(found, key=lambda s: hashlib.sha256(s.encode()).digest())[:count])
+
+
+def _normal(sentence: str) -> str:
+    return " ".join(sentence.split())
 
 
 def read_sentences(path: str | Path) -> list[str]:
@@ -260,6 +293,17 @@ def length_batches(rows: Sequence[Sequence[int]], batch_size: int, steps: int, s
     """
     groups = length_groups([len(r) for r in rows], batch_size, steps, seed, pool=pool)
     return [pad([rows[i] for i in g], pad_id) for g in groups]
+
+
+def length_chunks(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Row indices sorted by length and cut into chunks of ``batch_size``: batches for a pass
+    over every row (an evaluation, a teacher's outputs) that pad as little as possible.
+
+    >>> length_chunks([[1, 2, 3], [4], [5, 6]], batch_size=2)
+    [[1, 2], [0]]
+    """
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

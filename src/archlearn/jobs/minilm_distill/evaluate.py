@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlearn.data.text import pad
+from archlearn.data.text import length_chunks, pad
 from archlearn.distillation import embed
 from archlearn.fidelity import embedding_fidelity
 from archlearn.models.bert import widths
@@ -25,15 +25,14 @@ LATENCY_SHAPES = {"b32x128": (32, 128), "b1x128": (1, 128)}
 def sentence_embeddings(model: nn.Module, rows: Sequence[Sequence[int]],
                         batch_size: int = 64) -> torch.Tensor:
     """Mean-pooled embeddings of token-id rows, in their order (batched by length, eval mode)."""
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    chunks = length_chunks(rows, batch_size)
     parts = []
     with preserved_mode(model), torch.inference_mode():  # the caller's train/eval flags back
         model.eval()
-        for start in range(0, len(order), batch_size):
-            ids, mask = pad([rows[i] for i in order[start:start + batch_size]])
-            parts.append(embed(model, ids, mask))
+        for chunk in chunks:
+            parts.append(embed(model, *pad([rows[i] for i in chunk])))
     out = torch.empty(len(rows), parts[0].shape[1])
-    out[torch.tensor(order)] = torch.cat(parts).float()
+    out[torch.tensor([i for chunk in chunks for i in chunk])] = torch.cat(parts).float()
     return out
 
 

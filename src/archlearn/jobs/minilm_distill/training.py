@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from archlearn.data.text import pad
+from archlearn.data.text import length_chunks, pad
 from archlearn.distillation import Distiller
 
 
@@ -95,18 +95,22 @@ class TeacherCache:
                  batch_size: int = 64, progress: bool = False, bf16: bool | None = None) -> None:
         bf16 = fast_bf16() if bf16 is None else bf16
         self.rows = rows
-        self.last: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+        # the last hidden states, or None where they are the hidden states' last (a BERT's
+        # are): then they are read from there, and the cache is a seventh smaller
+        self.last: list[torch.Tensor] | None = [torch.empty(0)] * len(rows)
         self.states: list[torch.Tensor] | None = None
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        chunks = length_chunks(rows, batch_size)
         for chunk in tqdm(chunks, desc="teacher", disable=not progress, leave=False):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 last, states = distiller.teacher_outputs(*pad([rows[i] for i in chunk]))
             if states is not None and self.states is None:
                 self.states = [torch.empty(0)] * len(rows)
+                if torch.equal(last, states[-1]):
+                    self.last = None
             for j, i in enumerate(chunk):
                 n = len(rows[i])  # .half() copies the slice: the batch's storage is freed
-                self.last[i] = last[j, :n].half()
+                if self.last is not None:
+                    self.last[i] = last[j, :n].half()
                 if self.states is not None and states is not None:
                     self.states[i] = torch.stack([s[j, :n] for s in states]).half()
 
@@ -115,19 +119,23 @@ class TeacherCache:
         teacher's last hidden states ``[batch, tokens, dim]`` and its hidden states (a tuple,
         or ``None`` when the distiller needs none), zero-padded like the ids."""
         ids, mask = pad([self.rows[i] for i in indices])
-        width = ids.shape[1]
-        last = torch.zeros(len(indices), width, self.last[indices[0]].shape[-1],
-                           dtype=torch.float16)
+        states = None if self.states is None else self._padded(self.states, indices, ids.shape[1])
+        if self.last is None:
+            assert states is not None
+            return ids, mask, (states[-1], tuple(states))
+        last = self._padded(self.last, indices, ids.shape[1])
+        return ids, mask, (last, None if states is None else tuple(states))
+
+    def _padded(self, stored: list[torch.Tensor], indices: Sequence[int],
+                width: int) -> torch.Tensor:
+        """The rows' tensors ``[..., tokens, dim]`` stacked at ``-3``, zero-padded to
+        ``width`` tokens."""
+        first = stored[indices[0]]
+        out = torch.zeros(*first.shape[:-2], len(indices), width, first.shape[-1],
+                          dtype=torch.float16)
         for j, i in enumerate(indices):
-            last[j, :len(self.rows[i])] = self.last[i]
-        if self.states is None:
-            return ids, mask, (last, None)
-        first = self.states[indices[0]]
-        states = torch.zeros(first.shape[0], len(indices), width, first.shape[-1],
-                             dtype=torch.float16)
-        for j, i in enumerate(indices):
-            states[:, j, :len(self.rows[i])] = self.states[i]
-        return ids, mask, (last, tuple(states))
+            out[..., j, :len(self.rows[i]), :] = stored[i]
+        return out
 
 
 def no_dropout(model: nn.Module) -> None:
