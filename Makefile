@@ -28,7 +28,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pyright
-	$(BIN)/python -m pytest -x --timeout=600
+	$(BIN)/python -m pytest -x --timeout=600 --durations=15
 
 # What a user gets from `pip install archlearn` today: a fresh venv, torch 2.13.0 first (the CPU
 # wheel), then the core alone with the newest versions of its dependencies; import, attach,
