@@ -64,10 +64,16 @@ def section() -> str:
         f"(sha256 of the test split {data['sha256']['test']}); every figure below is on the test "
         f"sentences, read once per model.\n\n")
     other = r.get("mean_other") or {}  # text of another kind, where the run scored it
-    out.append("| model | heads per layer (seed 0) | FFN per layer (seed 0) | params | MACs | "
-               "cosine | top-10 agreement |"
-               + (" cosine, man pages | top-10, man pages |" if other else "")
-               + "\n|---|---|---|---|---|---|---|" + ("---|---|" if other else "") + "\n")
+    columns = ["model", "heads per layer (seed 0)", "FFN per layer (seed 0)", "params", "MACs",
+               "cosine", "top-10 agreement"] + (
+        ["cosine, man pages", "top-10, man pages"] if other else [])
+    out.append("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n")
+
+    def on_other(name: str) -> str:  # the man-pages cells of a row, empty where not scored
+        if not other:
+            return ""
+        o = other.get(name)
+        return f" {o['cosine']:.4f} | {o['topk_agreement']:.3f} |" if o else " | |"
     first = r["runs"][0]["rows"]
     full = r["mean"]["original"]["macs"]
     sd = r["comparison"]["sd"]
@@ -84,8 +90,7 @@ def section() -> str:
                    f"{m['params'] / 1e6:.2f}M | {100 * m['macs'] / full:.1f}% | "
                    f"{m['cosine']:.4f}{spread(sd[name]['cosine'], 4)} | "
                    f"{m['topk_agreement']:.3f}{spread(sd[name]['topk_agreement'], 3)} |"
-                   + (f" {other[name]['cosine']:.4f} | {other[name]['topk_agreement']:.3f} |"
-                      if name in other else " | |" if other else "") + "\n")
+                   f"{on_other(name)}\n")
     over = (f"Mean ± standard deviation over {seeds} seeds" if seeds > 1
             else "**One seed only: no spread, not yet the acceptance's mean of 3**")
     out.append(f"\n{over}. MACs: one "
