@@ -28,7 +28,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pyright
-	$(BIN)/python -m pytest -x --timeout=600 --durations=15
+	# -n 2: one worker per core of the 2-core CI (each test holds one thread, tests/conftest.py);
+	# --dist loadfile keeps a file's module fixtures (trained models, subprocesses) in one worker
+	$(BIN)/python -m pytest -x --timeout=600 --durations=15 -n 2 --dist loadfile
 
 # What a user gets from `pip install archlearn` today: a fresh venv, torch 2.13.0 first (the CPU
 # wheel), then the core alone with the newest versions of its dependencies; import, attach,
