@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from archlearn.errors import ArchlearnError
+from archlearn.models import tiny_resnet
 from archlearn.models.lenet import lenet5
 from archlearn.structure.allocate import TOLERANCE, allocate, minimum_cost
 from archlearn.structure.cost import CostModel, Side, Term, build_cost
@@ -69,6 +70,33 @@ def test_a_group_never_loses_its_last_unit(lenet):
     assert int(alive[0].sum()) >= 1
     assert _exact(model, groups, alive, "params") == pytest.approx(float(cost.total(alive)))
     assert _exact(model, groups, alive, "params") <= 0.3 * cost.full
+
+
+@pytest.mark.parametrize(("kind", "value"), [("params", 0.25), ("params", 0.1),
+                                             ("macs", 0.25), ("macs", 0.1)])
+def test_a_learned_decision_lands_within_two_percent_on_the_residual_cnn(kind, value):
+    """The landing of a learned run (``budget.py``): from the gates' decision, scores that are
+    nearly tied (binarized gates), ranked by score alone. The residual CNN's channels are
+    costly (a channel of the 32-wide block is read by 3x3 convs), so landing within 2% needs
+    the exchange move; its last removal may free far more than needed, which only a fill of
+    the trial gives back (the exchange without that fill left some of these 2.0-3.4% under)."""
+    torch.manual_seed(0)
+    model = tiny_resnet(in_channels=1, width=16).eval()
+    groups, _ = find_groups(model, INPUTS)
+    cost = build_cost(model, groups, INPUTS, kind)
+    target = value * cost.full
+    reached = []
+    for seed in range(30):
+        gen = torch.Generator().manual_seed(seed)
+        keep = float(torch.rand(1, generator=gen)) * 0.6 + 0.1
+        start = [(torch.rand(g.size, generator=gen) < keep).double() for g in groups]
+        scores = [s + 0.01 * torch.rand(len(s), generator=gen, dtype=torch.float64)
+                  for s in start]
+        alive = allocate(cost, scores, target, alive=start, per_cost=False)
+        reached.append(float(cost.total(alive)) / target)
+    assert min(reached) >= 1 - TOLERANCE and max(reached) <= 1.0, sorted(reached)[:4]
+    exact = _exact(model, groups, alive, kind)  # the last one, on the shrunk model
+    assert exact == pytest.approx(float(cost.total(alive)), abs=0.5)
 
 
 @pytest.mark.parametrize("kind", ["params", "macs"])

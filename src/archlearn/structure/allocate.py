@@ -10,7 +10,8 @@ half pruned costs half as much). :func:`allocate` is a greedy knapsack with exch
 2. **fill**: removed units come back, best value first, each one whose exact cost still fits;
 3. **exchange**: while the cost is more than ``tolerance`` under the budget, a removed unit too
    costly to fit (a whole conv channel feeding a large Linear) comes back against the
-   lowest-valued units of the other groups, when that uses more of the budget; then fill again;
+   lowest-valued units of the other groups, the budget those free beyond the need is filled
+   again, and the trial is kept when it uses more of the budget;
 4. **blocks** (optional, ``blocks={group: m}``): a pruned group keeping at least ``m`` units
    is rounded down to a multiple of ``m`` (its best units), and the budget this frees comes
    back in blocks of ``m`` units, best block value first (CPU matrix multiplies run faster on
@@ -168,8 +169,9 @@ class _Picker:
 
     def exchange(self, alive: list[torch.Tensor], target: float,
                  tolerance: float) -> list[torch.Tensor]:
-        """Bring back a costly removed unit against the lowest-valued units of other groups,
-        when the cost then lands closer to the budget (never above it)."""
+        """Bring back a costly removed unit against the lowest-valued units of the other groups
+        (its own would only swap like for like), fill what that frees beyond the need, and keep
+        the trial when the cost then lands closer to the budget (never above it)."""
         marginal = self._marginal(alive)
         for _, m, g, u in self._ranked(alive, marginal, on=False)[:EXCHANGE_TRIES]:
             now = float(self.cost.total(alive))
@@ -191,8 +193,12 @@ class _Picker:
                 trial[h][v] = 0.0
                 left[h] -= 1
                 freed += mv
-            after = float(self.cost.total(trial))
-            if now < after <= target:
+            if float(self.cost.total(trial)) > target:
+                continue
+            # the last unit out may free far more than the need (a score ranking ignores
+            # cost): without this fill the trial lands below ``now`` and is thrown away
+            trial = self.fill(trial, target)
+            if now < float(self.cost.total(trial)) <= target:
                 alive = trial
         return alive
 
