@@ -542,8 +542,8 @@ def minilm_seed(seed: int, teacher: Any, rows: dict[str, list], reference: dict[
     # (the rest of the model, the pooler, is kept whole by both)
     encoder = encoder_macs(teacher, TOKENS)
     start = time.perf_counter()
-    recipe, decision = ridge_recipe(teacher, batches, (target - (full - encoder)) / encoder,
-                                    tokens=TOKENS)
+    recipe, _ = ridge_recipe(teacher, batches, (target - (full - encoder)) / encoder,
+                             tokens=TOKENS)
     recipe_seconds = time.perf_counter() - start
     nets = {"original": teacher, "archlearn": small, "torch-pruning": pruned,
             "ridge-recipe": recipe.eval()}

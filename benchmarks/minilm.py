@@ -89,7 +89,7 @@ def run_job(args) -> None:
                                      steps=args.steps, budget=budget, progress=not args.quiet,
                                      command=command, latency_rounds=args.rounds,
                                      baselines=True)
-        scores = other_text(results.pop("models")[0], other.test)
+        scores = other_text(results.pop("models")[0], other.test, results.pop("tokenizer"))
         block = results["provenance"]
         block["other"] = other.record()
         run_id = block["sources"]["run"]
@@ -115,12 +115,12 @@ def run_job(args) -> None:
         print(f"wrote {out} (seeds {[r['seed'] for r in runs]})", flush=True)
 
 
-def other_text(models: dict, sentences: list[str]) -> dict[str, dict[str, float]]:
-    """Each model's mean cosine and top-10 agreement with the original on ``sentences``."""
+def other_text(models: dict, sentences: list[str], tokenizer) -> dict[str, dict[str, float]]:
+    """Each model's mean cosine and top-10 agreement with the original on ``sentences``
+    (encoded by the job's ``tokenizer``)."""
     from archlearn.jobs.minilm_distill import _encode, evaluate
-    from archlearn.models.pretrained import load_tokenizer
 
-    rows = _encode(load_tokenizer(), sentences)
+    rows = _encode(tokenizer, sentences)
     reference = evaluate.sentence_embeddings(models["original"], rows)
     return {name: evaluate.fidelity(model, rows, reference) for name, model in models.items()}
 

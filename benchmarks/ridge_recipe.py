@@ -193,6 +193,8 @@ def ridge_recipe(teacher: Any, batches: Sequence[dict[str, torch.Tensor]], budge
         q = dict(p, Wq=p["Wq"][cols], bq=p["bq"][cols], Wk=p["Wk"][cols], bk=p["bk"][cols],
                  Wv=p["Wv"][cols], bv=p["bv"][cols], Wo=p["Wo"][:, cols], heads=len(heads[i]),
                  Wi=p["Wi"][keep_f], bi=p["bi"][keep_f], Wf=p["Wf"][:, keep_f])
+        # the original's layer again (the scoring pass ran it too): keeping every layer's
+        # float64 activations of all calibration tokens would take gigabytes
         runs = [_forward(p, h, mask) for (mask, _), h in zip(cal, h_orig)]
         x = torch.cat([_tokens(_context(q, h, mask), mask) for (mask, _), h in zip(cal, h_small)])
         y = torch.cat([_tokens(r["pre1"] - h, mask)

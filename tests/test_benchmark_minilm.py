@@ -32,12 +32,13 @@ def stand_in(monkeypatch):
         rows["archlearn"]["cosine"] += 0.01
         block = {"command": f"run {first_seed}", "steps": steps, "budget": {"macs": 0.45},
                  "sources": {"run": f"id-{next(counter)}", "files": {}}}
-        return {"provenance": block, "models": [{"seed": first_seed}],
+        return {"provenance": block, "models": [{"seed": first_seed}], "tokenizer": "the job's",
                 "teacher_cache_seconds": 2.0,
                 "runs": [{"seed": first_seed, "rows": rows, "seconds": {"total": 10.0}}]}
 
-    def other_text(models, sentences):  # the man pages' figures name the seed too
+    def other_text(models, sentences, tokenizer):  # the man pages' figures name the seed too
         assert sentences == ["A man page sentence of some words."]
+        assert tokenizer == "the job's"  # the job's own, not MiniLM's loaded again
         return {name: {"cosine": 0.8 + models["seed"] / 100, "topk_agreement": 0.4}
                 for name in NAMES}
 

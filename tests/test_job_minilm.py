@@ -98,11 +98,13 @@ def _reloads_identically(out, results, names):
         assert torch.equal(got, want), name
 
 
-def test_job_writes_the_table_figures(job_run):
+def test_job_writes_the_table_figures(job_run, tiny):
     out, results, _ = job_run
     from archlearn.jobs.minilm_distill import table
 
     saved = json.loads((out / "results.json").read_text())
+    # the tokenizer that encoded every split comes back beside the models, not in the JSON
+    assert results["tokenizer"] is tiny[2] and "tokenizer" not in saved
     rows = saved["runs"][0]["rows"]
     assert set(rows) == {"original", "oneshot", "archlearn", "archlearn-int8", "first-1-layers",
                          "torch-pruning"}

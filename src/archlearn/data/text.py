@@ -37,7 +37,7 @@ from archlearn.errors import ArchlearnError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TextSplits", "dedupe", "length_batches", "length_chunks", "load_text",
+__all__ = ["TextSplits", "dedupe", "digest", "length_batches", "length_chunks", "load_text",
            "package_sentences", "pad", "prose_sentences", "read_sentences", "split_sentences",
            "stdlib_sentences"]
 
@@ -64,9 +64,6 @@ class TextSplits:
 
     def record(self) -> dict:
         """What a results file records: the source, the sizes and a hash of each split."""
-        def digest(rows: list[str]) -> str:
-            return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
-
         return {
             "name": self.name,
             "split": self.description,
@@ -74,6 +71,16 @@ class TextSplits:
             "sha256": {"train": digest(self.train), "valid": digest(self.valid),
                        "test": digest(self.test)},
         }
+
+
+def digest(rows: Sequence[str]) -> str:
+    """The first 16 hex digits of the SHA-256 of ``rows`` joined by newlines: how a results
+    file names a set of sentences.
+
+    >>> digest(["One sentence.", "Another one."])
+    'd0819a6c0d4b15c3'
+    """
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def prose_sentences(text: str) -> list[str]:

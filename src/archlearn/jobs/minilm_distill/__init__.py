@@ -59,7 +59,6 @@ has its own depth).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import time
@@ -74,7 +73,7 @@ import archlearn as al
 from archlearn.budget import parse_budget
 from archlearn.compression.calibration import MIN_EXAMPLES
 from archlearn.compression.warm_start import expand
-from archlearn.data.text import length_groups, load_text, package_sentences
+from archlearn.data.text import digest, length_groups, load_text, package_sentences
 from archlearn.distillation import distill
 from archlearn.errors import ArchlearnError
 from archlearn.io import jsonable, write_json
@@ -273,7 +272,7 @@ def run(
          "gated": gated, "truncate": list(truncate), "torch_pruning": torch_pruning,
          "bf16": Schedule(steps=steps).bf16,  # bfloat16 autocast where the CPU has it
          "extra": {"requested": extra, "sentences": len(more),
-                   "sha256": hashlib.sha256("\n".join(more).encode()).hexdigest()[:16],
+                   "sha256": digest(more),
                    "source": "docstrings of the installed packages (site-packages)"},
          "controller": "lagrangian" if start == "oneshot" else "multiplier"})
     results = {
@@ -290,6 +289,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     results["models"] = models  # the evaluated models of each seed (not in the JSON)
+    results["tokenizer"] = tokenizer  # what encoded them: to score more text the same way
     return results
 
 
